@@ -1,0 +1,62 @@
+"""The ``medgen`` command line: a thin layer over the Python API.
+
+Every command lives in its own module of this package and registers itself on :data:`app`.
+A :class:`~medgen.errors.MedgenError` raised anywhere becomes one line on stderr and exit code 1.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+import typer
+from typer.core import TyperGroup
+
+import medgen
+from medgen.errors import MedgenError
+
+
+class _MedgenGroup(TyperGroup):
+    """Turns medgen's own errors into a one-line message and exit code 1, with no traceback."""
+
+    def invoke(self, ctx: click.Context):  # noqa: D102
+        try:
+            return super().invoke(ctx)
+        except MedgenError as err:
+            click.secho(f"error: {err}", fg="red", err=True)
+            raise click.exceptions.Exit(1) from None
+
+
+app = typer.Typer(
+    cls=_MedgenGroup,
+    name="medgen",
+    help="medgen: 3D generative models for medical-image denoising, super-resolution, synthesis and "
+    "MONAI augmentation.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"medgen {medgen.__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+) -> None:
+    """medgen: 3D generative models for medical imaging, built on MONAI."""
+
+
+# Command modules register themselves on `app` when imported (one line each, in data-flow order).
+from medgen.cli import io_cmds  # noqa: E402,F401
+from medgen.cli import demo  # noqa: E402,F401
+# -- command modules added by later features go below this line --
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Console-script entry point."""
+    app(args=argv if argv is not None else sys.argv[1:], prog_name="medgen")
