@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import sys
 
-import click
 import typer
 from typer.core import TyperGroup
 
@@ -19,12 +18,12 @@ from medgen.errors import MedgenError
 class _MedgenGroup(TyperGroup):
     """Turns medgen's own errors into a one-line message and exit code 1, with no traceback."""
 
-    def invoke(self, ctx: click.Context):  # noqa: D102
+    def invoke(self, ctx):  # noqa: D102
         try:
             return super().invoke(ctx)
         except MedgenError as err:
-            click.secho(f"error: {err}", fg="red", err=True)
-            raise click.exceptions.Exit(1) from None
+            typer.secho(f"error: {err}", fg="red", err=True)
+            raise typer.Exit(1) from None
 
 
 app = typer.Typer(
@@ -54,6 +53,7 @@ def _root(
 # Command modules register themselves on `app` when imported (one line each, in data-flow order).
 from medgen.cli import io_cmds  # noqa: E402,F401
 from medgen.cli import demo  # noqa: E402,F401
+
 # -- command modules added by later features go below this line --
 
 

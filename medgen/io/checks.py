@@ -12,6 +12,15 @@ MAX_VOXELS = 2048**3 // 4  # ~2.1e9 voxels: beyond any scan a CPU pipeline can h
 MAX_SIDE = 8192
 
 
+def check_shape(shape: tuple[int, ...], path: str | Path) -> None:
+    """Refuse absurd header sizes before any voxel is read (a corrupt header must not exhaust memory)."""
+    n = 1
+    for side in shape:
+        n *= int(side)
+    if any(int(s) > MAX_SIDE for s in shape) or n > MAX_VOXELS:
+        raise ScanReadError(path, f"absurd image size {tuple(int(s) for s in shape)}; is the header corrupt?")
+
+
 def check_volume(array: np.ndarray, path: str | Path, *, spatial_dims: int = 3, channel_first: bool = True) -> None:
     """Raise :class:`ScanReadError` naming ``path`` if ``array`` is not a usable volume.
 

@@ -14,7 +14,7 @@ from monai.data import MetaTensor
 
 from medgen.errors import ScanReadError, ScanWriteError
 from medgen.io.atomic import atomic_path, full_suffix
-from medgen.io.checks import check_volume
+from medgen.io.checks import check_shape, check_volume
 from medgen.io.meta import affine_of, make_scan, meta_of
 from medgen.io.provenance import summary
 
@@ -37,6 +37,7 @@ def read_nifti(path: str | Path) -> MetaTensor:
     path = Path(path)
     try:
         img = nib.load(str(path))
+        check_shape(img.shape, path)
         data = np.asarray(img.get_fdata(dtype=np.float32))
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise ScanReadError(path, f"truncated or corrupt compressed file ({err})") from None

@@ -1,0 +1,5 @@
+"""``python -m medgen`` runs the CLI."""
+
+from medgen.cli import main
+
+main()
