@@ -1,0 +1,51 @@
+"""Denoising network for pixel-space and latent diffusion: MONAI's ``DiffusionModelUNet``.
+
+``forward(x, t, cond)`` takes a noisy ``(B, C, *size)`` sample, integer timesteps ``(B,)`` in
+``[0, num_train_timesteps)`` and, for conditional models, a vector ``cond`` ``(B, cond_dim)`` (class
+one-hot or scalars). The condition enters the timestep embedding through a linear layer; an extra
+"present" input lets the same network learn the unconditional model (``cond=None``) for
+classifier-free guidance.
+"""
+
+from __future__ import annotations
+
+import torch
+from monai.networks.nets import DiffusionModelUNet
+from torch import nn
+
+from medgen.models.config import ModelConfig
+
+
+class DiffusionNet(nn.Module):
+    """Noise (epsilon) or velocity (rectified flow) predictor ``(B, C, *size) → (B, C, *size)``."""
+
+    def __init__(self, cfg: ModelConfig, in_channels: int | None = None) -> None:
+        super().__init__()
+        d = cfg.diffusion
+        channels = in_channels or cfg.in_channels
+        levels = len(d.channels)
+        self.cond_dim = d.cond_dim
+        self.unet = DiffusionModelUNet(
+            spatial_dims=cfg.spatial_dims, in_channels=channels, out_channels=channels,
+            channels=list(d.channels), attention_levels=list(d.attention), num_res_blocks=[d.num_res_blocks] * levels,
+            norm_num_groups=d.norm_num_groups, num_head_channels=d.num_head_channels,
+            num_class_embeds=1 if d.cond_dim else None,
+        )
+        if d.cond_dim:
+            # A vector condition instead of MONAI's class lookup: same place in the network.
+            self.unet.class_embedding = nn.Linear(d.cond_dim + 1, d.channels[0] * 4)
+        self.downsampling = 2 ** (levels - 1)
+
+    def forward(
+        self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, drop: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """``drop`` ``(B,)`` bool: rows whose condition is hidden (classifier-free guidance training)."""
+        if not self.cond_dim:
+            return self.unet(x, t)
+        full = torch.zeros(x.shape[0], self.cond_dim + 1, device=x.device, dtype=x.dtype)
+        if cond is not None:
+            full[:, :-1] = cond.to(x.dtype)
+            full[:, -1] = 1.0
+            if drop is not None:
+                full = full * (~drop).to(x.dtype)[:, None]
+        return self.unet(x, t, class_labels=full)

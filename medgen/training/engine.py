@@ -1,0 +1,312 @@
+"""The one training engine for every model family.
+
+data → micro-batches → recipe phases (AMP, gradient accumulation, clipping, optimizer + LR schedule)
+→ EMA → metrics/TensorBoard/progress → validation PNG → checkpoint → model folder. Runs on CPU, one
+GPU, or many under ``torchrun`` (DDP); given the same seed and config it gives the same weights on CPU,
+and ``resume=True`` continues a run exactly from its last checkpoint.
+
+Run folder layout::
+
+    RUN/checkpoint/     latest checkpoint (see medgen.training.checkpoint)
+    RUN/model/          the finished, shareable model folder (load with medgen.load_model)
+    RUN/metrics.jsonl   one JSON line per step: losses, learning rate; validation metrics
+    RUN/samples/        PNG montages of validation samples
+    RUN/tb/             TensorBoard logs
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel as DDP
+
+from medgen.errors import ConfigError
+from medgen.io.atomic import atomic_path
+from medgen.models.hub import load_model, write_model
+from medgen.models.normalization import Normalization
+from medgen.training import distributed
+from medgen.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
+from medgen.training.config import RunConfig, config_dict
+from medgen.training.data import PreparedData, make_loader, prepare_data, random_patches
+from medgen.training.ema import EMA
+from medgen.training.recipes import Recipe, make_recipe
+from medgen.training.validate import card_text, validate
+
+
+@dataclass
+class TrainResult:
+    """What a run produced: its folder, final step, trained networks and per-step losses."""
+
+    out: Path
+    step: int
+    nets: dict[str, nn.Module]
+    model_dir: Path | None
+    history: list[dict] = field(default_factory=list)
+
+
+def seed_everything(seed: int) -> None:
+    """The one place medgen seeds Python, NumPy and torch for a run."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def train(
+    cfg: RunConfig, out: str | Path, *, resume: bool = False, device: str = "auto", steps: int | None = None,
+    progress: bool = True, stop_at: int | None = None,
+) -> TrainResult:
+    """Train ``cfg`` into run folder ``out``.
+
+    Args:
+        resume: continue from ``out/checkpoint`` (required when ``out`` already holds a run).
+        device: ``cpu``, ``cuda`` or ``auto``; AMP (``train.precision``) applies on CUDA only.
+        steps: override ``train.steps`` (the total, not additional steps).
+        stop_at: stop after this step as if interrupted (the checkpoint of that step is written);
+            for time-boxed jobs and the resume test.
+    """
+    out = Path(out)
+    if steps is not None:
+        cfg.train.steps = steps
+    info = distributed.setup(device)
+    try:
+        return _run(cfg, out, info, resume=resume, progress=progress and info.main, stop_at=stop_at)
+    finally:
+        distributed.teardown(info)
+
+
+def _run(cfg: RunConfig, out: Path, info: distributed.DistInfo, *, resume: bool, progress: bool,
+         stop_at: int | None) -> TrainResult:
+    t = cfg.train
+    ckpt_dir = out / "checkpoint"
+    if resume and not (ckpt_dir / "state.json").is_file():
+        raise ConfigError(f"--resume: no checkpoint in {ckpt_dir}")
+    if not resume and (ckpt_dir / "state.json").is_file():
+        raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
+    seed_everything(t.seed)
+    ckpt = load_checkpoint(ckpt_dir) if resume else None
+    norm = Normalization.from_json(ckpt["normalization"]) if ckpt else None
+    data = prepare_data(cfg, norm)
+    vae = vae_cfg = None
+    if cfg.model.family == "ldm":
+        vae_model = load_model(cfg.model.vae_path)
+        vae, vae_cfg = vae_model.network.to(info.device), vae_model.config
+    recipe = make_recipe(cfg, data.cond_dim, vae, vae_cfg)
+    nets = {k: v.to(info.device) for k, v in recipe.nets.items()}
+    emas = {recipe.ema_key: EMA(nets[recipe.ema_key], t.ema_decay)} if t.ema_decay > 0 else {}
+    optimizers = {name: torch.optim.AdamW(nets[name].parameters(), lr=_lr(cfg, name), betas=tuple(t.betas),
+                                          weight_decay=t.weight_decay) for name, _ in recipe.phases}
+    schedulers = {n: torch.optim.lr_scheduler.LambdaLR(o, _schedule(cfg)) for n, o in optimizers.items()}
+    amp_dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(t.precision)
+    use_amp = info.device.type == "cuda" and amp_dtype is not None
+    scalers = {n: torch.amp.GradScaler("cuda", enabled=use_amp and amp_dtype == torch.float16) for n in optimizers}
+    rng = torch.Generator().manual_seed(t.seed * 1000 + info.rank)
+    step = 0
+    if ckpt:
+        for n, net in nets.items():
+            net.load_state_dict(ckpt["nets"][n])
+        for n, e in emas.items():
+            e.shadow.load_state_dict(ckpt["ema"][n])
+        for n in optimizers:
+            optimizers[n].load_state_dict(ckpt["optimizers"][n])
+            schedulers[n].load_state_dict(ckpt["schedulers"][n])
+            if ckpt["scalers"].get(n):
+                scalers[n].load_state_dict(ckpt["scalers"][n])
+        step = ckpt["step"]
+        set_rng_state(ckpt["rng_tensors"], ckpt["rng"], rng)
+    wrapped = {k: DDP(v, device_ids=[info.device.index] if info.device.type == "cuda" else None)
+               if info.world > 1 else v for k, v in nets.items()}
+    loader, sampler = make_loader(data, cfg, info.rank, info.world)
+    batches = _batches(loader, sampler, step * t.grad_accum)
+    writer = _writer(out) if info.main else None
+    history: list[dict] = []
+    out.mkdir(parents=True, exist_ok=True)
+    if info.main:
+        (out / "config.yaml").write_text(_yaml(config_dict(cfg)))
+    autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else contextlib.nullcontext
+    bar = _progress(progress, t.steps, step, cfg.name)
+    started = time.perf_counter()
+    try:
+        while step < t.steps:
+            micro = [_to_device(next(batches), info.device) for _ in range(t.grad_accum)]
+            if cfg.data.patch_size:
+                micro = [random_patches(b, cfg.data.patch_size, rng) for b in micro]
+            record: dict = {"step": step + 1}
+            for name, loss_fn in recipe.phases:
+                opt, scaler = optimizers[name], scalers[name]
+                opt.zero_grad(set_to_none=True)
+                for batch in micro:
+                    with autocast():
+                        loss, parts = loss_fn(wrapped, batch, step, rng)
+                    scaler.scale(loss / t.grad_accum).backward()
+                    for k, v in parts.items():
+                        record[k] = record.get(k, 0.0) + v / t.grad_accum
+                if t.grad_clip > 0:
+                    scaler.unscale_(opt)
+                    torch.nn.utils.clip_grad_norm_(nets[name].parameters(), t.grad_clip)
+                scaler.step(opt)
+                scaler.update()
+                schedulers[name].step()
+            for key, e in emas.items():
+                e.update(nets[key], step)
+            step += 1
+            record["lr"] = schedulers[recipe.phases[0][0]].get_last_lr()[0]
+            history.append(record)
+            if info.main:
+                _log(out, writer, record, step, t.log_every)
+                bar.update(step, record)
+            final = step == t.steps
+            if info.main and ((t.val_every and step % t.val_every == 0) or final):
+                metrics = validate(cfg, recipe, _inference_net(recipe, nets, emas), data, step, out, info.device)
+                _log(out, writer, {"step": step, **{f"val/{k}": v for k, v in metrics.items()}}, step, 1)
+            if (t.checkpoint_every and step % t.checkpoint_every == 0) or final or step == stop_at:
+                if info.main:
+                    save_checkpoint(ckpt_dir, run_config=config_dict(cfg), nets=nets,
+                                    ema={k: e.shadow for k, e in emas.items()}, optimizers=optimizers,
+                                    schedulers=schedulers, scalers=scalers, step=step, generator=rng,
+                                    normalization=data.normalization.to_json(), reference=data.reference)
+                distributed.barrier(info)
+            if step == stop_at:
+                break
+    finally:
+        bar.stop()
+        if writer is not None:
+            writer.close()
+    model_dir = None
+    if step == t.steps:
+        inference = _inference_net(recipe, nets, emas)
+        if cfg.model.family == "vae":
+            _set_latent_scale(inference, data, info.device)
+        if info.main:
+            model_dir = _export(cfg, out, inference, data, vae, vae_cfg, step, history,
+                                time.perf_counter() - started)
+        distributed.barrier(info)
+    return TrainResult(out, step, nets, model_dir, history)
+
+
+def _lr(cfg: RunConfig, name: str) -> float:
+    return cfg.train.disc_lr if name == "disc" and cfg.train.disc_lr is not None else cfg.train.lr
+
+
+def _schedule(cfg: RunConfig):
+    t = cfg.train
+
+    def factor(step: int) -> float:
+        if t.warmup_steps and step < t.warmup_steps:
+            return (step + 1) / t.warmup_steps
+        if t.lr_schedule == "constant":
+            return 1.0
+        progress = (step - t.warmup_steps) / max(1, t.steps - t.warmup_steps)
+        return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+    return factor
+
+
+def _batches(loader, sampler, start: int):
+    """Endless micro-batches, starting at global micro-batch ``start``; order set by (seed, epoch)."""
+    per_epoch = len(loader)
+    epoch, skip = divmod(start, per_epoch)
+    while True:
+        sampler.set_epoch(epoch)
+        for i, batch in enumerate(loader):
+            if i >= skip:
+                yield batch
+        skip = 0
+        epoch += 1
+
+
+def _to_device(batch: dict, device: torch.device) -> dict:
+    return {k: torch.as_tensor(v).to(device, non_blocking=True) for k, v in batch.items()
+            if isinstance(v, torch.Tensor)}
+
+
+def _inference_net(recipe: Recipe, nets: dict, emas: dict) -> nn.Module:
+    key = recipe.ema_key
+    return emas[key].shadow if key in emas else nets[key]
+
+
+@torch.no_grad()
+def _set_latent_scale(vae: nn.Module, data: PreparedData, device: torch.device) -> None:
+    """Store ``1 / std`` of the training latents (read by latent diffusion)."""
+    vae.latent_scale.fill_(1.0)
+    was_training = vae.training
+    vae.eval()
+    latents = [vae.encode(item["image"][None].to(device)) for item in data.train]
+    std = torch.cat([z.flatten() for z in latents]).std()
+    vae.latent_scale.fill_(float(1.0 / std.clamp_min(1e-6)))
+    vae.train(was_training)
+
+
+def _export(cfg, out, inference, data, vae, vae_cfg, step, history, seconds) -> Path:
+    folder = out / "model"
+    with atomic_path(folder, overwrite=True, is_dir=True) as tmp:
+        metrics_path = out / "metrics.jsonl"
+        val = [json.loads(line) for line in metrics_path.read_text().splitlines() if '"val/' in line]
+        card = card_text(cfg, step, history[-1] if history else {}, val[-1] if val else {}, seconds)
+        write_model(tmp, run_config=config_dict(cfg), network=inference, normalization=data.normalization,
+                    reference=data.reference, card=card, vae=vae, vae_config=vae_cfg)
+    return folder
+
+
+def _writer(out: Path):
+    from torch.utils.tensorboard import SummaryWriter
+
+    return SummaryWriter(log_dir=str(out / "tb"))
+
+
+def _log(out: Path, writer, record: dict, step: int, every: int) -> None:
+    with open(out / "metrics.jsonl", "a") as fh:
+        fh.write(json.dumps(record) + "\n")
+    if writer is not None and (step % max(1, every) == 0 or any(k.startswith("val/") for k in record)):
+        for k, v in record.items():
+            if k != "step" and isinstance(v, (int, float)):
+                writer.add_scalar(k, v, step)
+
+
+def _yaml(data: dict) -> str:
+    import yaml
+
+    return yaml.safe_dump(data, sort_keys=False)
+
+
+class _Bar:
+    """rich progress bar with ETA (a no-op when disabled)."""
+
+    def __init__(self, enabled: bool, total: int, done: int, name: str) -> None:
+        self.progress = None
+        if enabled:
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[losses]}"))
+            self.progress.start()
+            self.task = self.progress.add_task("train", total=total, completed=done, losses="")
+
+    def update(self, step: int, record: dict) -> None:
+        if self.progress is not None:
+            text = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("step", "lr"))
+            self.progress.update(self.task, completed=step, losses=text)
+
+    def stop(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+
+
+def _progress(enabled: bool, total: int, done: int, name: str) -> _Bar:
+    return _Bar(enabled, total, done, name)

@@ -1,0 +1,201 @@
+"""Training recipes: the losses of each model family, separate from networks and from the engine.
+
+A recipe owns the trainable networks (``nets``), names the one whose EMA is the finished model
+(``ema_key``) and lists its optimisation *phases*: ``(optimizer name, loss function)``. The engine runs
+each phase once per step (GAN: discriminator, then generator) over the same micro-batches. A loss
+function gets the (possibly DDP-wrapped) networks, a batch on the device, the step and the engine's
+random generator, and returns ``(loss, {name: value})``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import torch
+import torch.nn.functional as F
+from monai.losses import PatchAdversarialLoss
+from torch import nn
+
+from medgen.errors import ConfigError
+from medgen.models.build import build_network
+from medgen.models.config import ModelConfig
+from medgen.models.gan import build_discriminator
+from medgen.models.sampling import default_sampler, sample, training_scheduler
+from medgen.models.vae import VAE, kl_loss
+from medgen.training.config import RunConfig
+
+LossFn = Callable[[dict, dict, int, torch.Generator], tuple[torch.Tensor, dict[str, float]]]
+
+
+@dataclass
+class Recipe:
+    """Networks + phases of one family (see module docstring)."""
+
+    nets: dict[str, nn.Module]
+    ema_key: str
+    phases: list[tuple[str, LossFn]]
+    preview: Callable[[nn.Module, list[dict], torch.device], torch.Tensor]
+    frozen: dict[str, nn.Module] = field(default_factory=dict)
+
+
+def make_recipe(cfg: RunConfig, cond_dim: int, vae: VAE | None = None, vae_cfg: ModelConfig | None = None) -> Recipe:
+    """The recipe for ``cfg.model.family`` (``ldm`` needs the trained, frozen ``vae``)."""
+    family = cfg.model.family
+    if family == "vae":
+        return _vae_recipe(cfg)
+    if family == "gan":
+        return _gan_recipe(cfg)
+    return _diffusion_recipe(cfg, cond_dim, vae, vae_cfg)
+
+
+def _adv_criterion(name: str) -> PatchAdversarialLoss:
+    return PatchAdversarialLoss(criterion="hinge" if name == "hinge" else "bce", reduction="mean")
+
+
+def _vae_recipe(cfg: RunConfig) -> Recipe:
+    lc = cfg.loss
+    nets: dict[str, nn.Module] = {"vae": build_network(cfg.model)}
+    adv = lc.adv_weight > 0
+    if adv:
+        nets["disc"] = build_discriminator(replace(cfg.model, gan=replace(cfg.model.gan, label_classes=0)))
+    criterion = _adv_criterion(lc.gan_loss)
+    perceptual = _perceptual(cfg) if lc.perceptual_weight > 0 else None
+
+    def vae_loss(m, batch, step, rng):
+        x = batch["image"]
+        recon, mu, sigma = m["vae"](x)
+        l1 = F.l1_loss(recon, x)
+        kl = kl_loss(mu, sigma)
+        loss = l1 + lc.kl_weight * kl
+        parts = {"l1": l1.item(), "kl": kl.item()}
+        if perceptual is not None:
+            p = perceptual.to(x.device)(recon.float(), x.float())
+            loss = loss + lc.perceptual_weight * p
+            parts["perceptual"] = p.item()
+        if adv and step >= lc.adv_start:
+            g = criterion(m["disc"](recon)[-1], target_is_real=True, for_discriminator=False)
+            loss = loss + lc.adv_weight * g
+            parts["adv_g"] = g.item()
+        return loss, parts
+
+    def disc_loss(m, batch, step, rng):
+        x = batch["image"]
+        with torch.no_grad():
+            recon = m["vae"](x)[0]
+        d = _disc_terms(m["disc"], criterion, x, recon)
+        return d, {"adv_d": d.item()}
+
+    phases = [("vae", vae_loss)] + ([("disc", disc_loss)] if adv else [])
+
+    def preview(net, val, device):
+        x = torch.stack([v["image"] for v in val[:2]]).to(device)
+        with torch.no_grad():
+            return torch.cat([x, net(x)[0]])
+
+    return Recipe(nets, "vae", phases, preview)
+
+
+def _disc_terms(disc: nn.Module, criterion: PatchAdversarialLoss, real: torch.Tensor, fake: torch.Tensor):
+    real_loss = criterion(disc(real)[-1], target_is_real=True, for_discriminator=True)
+    fake_loss = criterion(disc(fake.detach())[-1], target_is_real=False, for_discriminator=True)
+    return 0.5 * (real_loss + fake_loss)
+
+
+def _gan_recipe(cfg: RunConfig) -> Recipe:
+    lc, g = cfg.loss, cfg.model.gan
+    nets = {"gen": build_network(cfg.model), "disc": build_discriminator(cfg.model)}
+    criterion = _adv_criterion(lc.gan_loss)
+
+    def with_labels(x, batch):
+        return torch.cat([x, batch["label"]], dim=1) if g.label_classes else x
+
+    def fake(m, batch, rng):
+        z = torch.randn(batch["image"].shape[0], g.latent_dim, generator=rng).to(batch["image"].device)
+        return m["gen"](z, batch.get("label"))
+
+    def disc_loss(m, batch, step, rng):
+        with torch.no_grad():
+            x_fake = fake(m, batch, rng)
+        real = with_labels(batch["image"], batch)
+        if lc.r1_weight > 0:
+            real = real.detach().requires_grad_(True)
+        d = _disc_terms(m["disc"], criterion, real, with_labels(x_fake, batch))
+        parts = {"d": d.item()}
+        if lc.r1_weight > 0:
+            logits = m["disc"](real)[-1]
+            (grad,) = torch.autograd.grad(logits.sum(), real, create_graph=True)
+            r1 = grad.pow(2).flatten(1).sum(1).mean()
+            d = d + 0.5 * lc.r1_weight * r1
+            parts["r1"] = r1.item()
+        return d, parts
+
+    def gen_loss(m, batch, step, rng):
+        x_fake = fake(m, batch, rng)
+        loss = criterion(m["disc"](with_labels(x_fake, batch))[-1], target_is_real=True, for_discriminator=False)
+        return loss, {"g": loss.item()}
+
+    def preview(net, val, device):
+        gen = torch.Generator().manual_seed(1234)
+        z = torch.randn(2, g.latent_dim, generator=gen).to(device)
+        labels = torch.stack([v["label"] for v in val[:2]]).to(device) if g.label_classes else None
+        with torch.no_grad():
+            return net(z[: (labels.shape[0] if labels is not None else 2)], labels)
+
+    return Recipe(nets, "gen", [("disc", disc_loss), ("gen", gen_loss)], preview)
+
+
+def _diffusion_recipe(cfg: RunConfig, cond_dim: int, vae: VAE | None, vae_cfg: ModelConfig | None) -> Recipe:
+    d = cfg.model.diffusion
+    if d.cond_dim != cond_dim:
+        raise ConfigError(f"key 'model.diffusion.cond_dim': the data give a {cond_dim}-vector condition "
+                  f"(data.condition={cfg.data.condition!r}); set cond_dim: {cond_dim}")
+    net = build_network(cfg.model, vae_cfg)
+    scheduler = training_scheduler(d)
+    frozen = {"vae": vae.eval().requires_grad_(False)} if vae is not None else {}
+
+    def loss_fn(m, batch, step, rng):
+        x = batch["image"]
+        if vae is not None:
+            with torch.no_grad():
+                x = frozen["vae"].encode(x)
+        noise = torch.randn(x.shape, generator=rng).to(x.device)
+        if d.objective == "rflow":
+            t = scheduler.sample_timesteps(x)
+            target = x - noise
+        else:
+            t = torch.randint(0, d.num_train_timesteps, (x.shape[0],), generator=rng).to(x.device)
+            target = noise
+        x_t = scheduler.add_noise(original_samples=x, noise=noise, timesteps=t)
+        cond = batch.get("cond")
+        drop = (torch.rand(x.shape[0], generator=rng) < d.cond_drop).to(x.device) if cond is not None else None
+        pred = m["net"](x_t, t, cond, drop)
+        loss = F.mse_loss(pred.float(), target.float())
+        return loss, {"mse": loss.item()}
+
+    def preview(model_net, val, device):
+        sampler, steps = default_sampler(d)
+        first = torch.stack([v["image"] for v in val[:2]]).to(device)
+        shape = list(first.shape)
+        if vae is not None:
+            with torch.no_grad():
+                shape = list(frozen["vae"].encode(first).shape)
+        cond = torch.stack([v["cond"] for v in val[:2]]).to(device) if "cond" in val[0] else None
+        x = sample(model_net, d, shape, sampler=sampler, steps=min(steps, 20), cond=cond,
+                   generator=torch.Generator().manual_seed(1234), device=device)
+        if vae is not None:
+            with torch.no_grad():
+                x = frozen["vae"].decode(x)
+        return x
+
+    return Recipe({"net": net}, "net", [("net", loss_fn)], preview, frozen)
+
+
+def _perceptual(cfg: RunConfig) -> nn.Module:
+    """MONAI perceptual loss on the user's local weights (medgen never downloads weights)."""
+    from monai.losses import PerceptualLoss
+
+    return PerceptualLoss(spatial_dims=cfg.model.spatial_dims, network_type="resnet50",
+                          is_fake_3d=cfg.model.spatial_dims == 3,
+                          pretrained=True, pretrained_path=cfg.loss.perceptual_weights,
+                          pretrained_state_dict_key="state_dict")
