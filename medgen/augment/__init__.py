@@ -15,13 +15,17 @@ inverse warp, so ``Invertd`` works through them.
 from medgen.augment.ct_artifacts import RandCTArtifacts, RandCTArtifactsd
 from medgen.augment.ct_noise import RandLowDoseCTNoise, RandLowDoseCTNoised
 from medgen.augment.deform import RandDeform, RandDeformd
+from medgen.augment.lesion import RandLesionInsertd
 from medgen.augment.mixing import MixedDataset
 from medgen.augment.mr_artifacts import RandMRArtifacts, RandMRArtifactsd
 from medgen.augment.pool import SyntheticPoolDataset, pool_datalist, write_pool
+from medgen.augment.synthetic_pair import RandSyntheticPaird
 from medgen.augment.torchio_artifact import RandTorchIOArtifact, RandTorchIOArtifactd
+from medgen.augment.variation import RandGenerativeVariation, RandGenerativeVariationd
 
 __all__ = [
     "RandMRArtifacts", "RandMRArtifactsd", "RandCTArtifacts", "RandCTArtifactsd",
     "RandLowDoseCTNoise", "RandLowDoseCTNoised", "RandTorchIOArtifact", "RandTorchIOArtifactd",
     "RandDeform", "RandDeformd", "SyntheticPoolDataset", "pool_datalist", "write_pool", "MixedDataset",
+    "RandGenerativeVariation", "RandGenerativeVariationd", "RandSyntheticPaird", "RandLesionInsertd",
 ]

@@ -1,0 +1,110 @@
+"""New image/label pairs: a real label map, deformed by the cohort deformation, rendered by a label-conditioned GAN.
+
+1. The case's label map is deformed by a random smooth diffeomorphism (the one the built-in cohort
+   simulator uses, :func:`medgen.augment.deform.random_displacement`; nearest neighbour, so labels
+   stay integers): new, plausible anatomy.
+2. The zoo's label-conditioned generator (SPADE GAN: ``medgen train`` with family ``gan`` and
+   ``gan.label_classes > 0``) renders an image from the one-hot deformed labels and a random latent
+   vector, in one forward pass (the fast path; diffusion ControlNet conditioning is not in the zoo).
+
+Every synthetic image therefore has an exact label: the one it was generated from. The image is
+returned in the model's data units on the label's grid (affine, shape), marked ``synthetic``.
+The spatial part is invertible (``Invertd`` warps back with the inverse field).
+
+>>> aug = RandSyntheticPaird("image", "label", model="runs/spade/model", prob=0.3)   # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from monai.data import MetaTensor
+from monai.transforms import InvertibleTransform, MapTransform, RandomizableTransform
+from monai.transforms.traits import ThreadUnsafe
+from monai.utils import TransformBackends
+
+from medgen.augment._base import draw_seed, like_input
+from medgen.augment._generative import from_model_space, one_hot_labels
+from medgen.augment._lazy_model import LazyModel
+from medgen.augment.deform import invert_displacement, random_displacement, spacing_of, warp_volume
+from medgen.errors import ConfigError
+
+
+class RandSyntheticPaird(RandomizableTransform, MapTransform, InvertibleTransform, ThreadUnsafe):
+    """Replace ``(image, label)`` by a synthetic pair from the deformed label (see module docstring).
+
+    Args:
+        image_key, label_key: the image ``(C, X, Y, Z)`` and its integer label map ``(1, X, Y, Z)``.
+        model: path of a label-conditioned GAN model folder (``gan.label_classes`` classes).
+        strength: deformation strength (0 keeps the label as is, 1 cohort-like variation).
+        prob: chance of replacing the pair.
+        device: ``"auto"``, ``"cpu"``, ``"cuda"``...
+        allow_missing_keys: leave the case alone when a key is absent.
+    """
+
+    backend = [TransformBackends.TORCH]
+
+    def __init__(self, image_key: str = "image", label_key: str = "label", *, model: str | Path,
+                 strength: float = 0.5, prob: float = 1.0, device: str = "auto",
+                 allow_missing_keys: bool = False) -> None:
+        MapTransform.__init__(self, [image_key, label_key], allow_missing_keys)
+        RandomizableTransform.__init__(self, prob)
+        self.image_key, self.label_key = image_key, label_key
+        self.model, self.strength = LazyModel(model, device), strength
+        self.seed = 0
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        self.seed = draw_seed(self.R)
+
+    def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        d = dict(data)
+        self.randomize()
+        if self.image_key not in d or self.label_key not in d:
+            if self.allow_missing_keys:
+                return d
+            raise KeyError(f"RandSyntheticPaird: needs keys '{self.image_key}' and '{self.label_key}'")
+        label = d[self.label_key]
+        info: dict[str, Any] = {"seed": self.seed, "strength": self.strength, "spacing_mm": spacing_of(label)}
+        if self._do_transform:
+            model = self.model.get()
+            classes = model.config.gan.label_classes if model.config.family == "gan" else 0
+            if not classes:
+                raise ConfigError(f"model '{model.name}': RandSyntheticPaird needs a label-conditioned GAN "
+                                  "(family gan, gan.label_classes > 0)")
+            u = random_displacement(self.seed, label.shape[1:], info["spacing_mm"], self.strength)
+            label = warp_volume(label, u, "nearest", "zeros")
+            device = next(model.network.parameters()).device
+            z = torch.randn(1, model.config.gan.latent_dim, generator=torch.Generator().manual_seed(self.seed))
+            with torch.no_grad():
+                y = model.network(z.to(device), one_hot_labels(label, classes, model.config.size).to(device))
+            image = from_model_space(model, y, tuple(label.shape[1:]))
+            image = like_input(image.to(torch.as_tensor(d[self.image_key]).device), d[self.image_key])
+            if isinstance(image, MetaTensor):  # the image's metadata and trace go on; the voxels are new
+                image.meta["synthetic"] = True
+            d[self.image_key], d[self.label_key] = image, label
+            info["model"] = model.name
+        for key in (self.image_key, self.label_key):
+            if isinstance(d[key], MetaTensor) and self.tracing:
+                d[key] = self.push_transform(d[key], extra_info=info)
+        return d
+
+    def inverse(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
+        """Warp back to the original label's anatomy (the image stays synthetic)."""
+        d = dict(data)
+        v = None
+        for key, mode in ((self.image_key, "bilinear"), (self.label_key, "nearest")):
+            if key not in d or not isinstance(d[key], MetaTensor) or not d[key].applied_operations:
+                continue
+            op = self.pop_transform(d[key])
+            if not op["do_transforms"]:
+                continue
+            x = op["extra_info"]
+            if v is None:
+                v = invert_displacement(random_displacement(x["seed"], d[key].shape[1:], x["spacing_mm"],
+                                                            x["strength"]))
+            d[key] = warp_volume(d[key], v, mode, "border" if mode == "bilinear" else "zeros")
+        return d
