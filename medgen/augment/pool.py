@@ -1,17 +1,18 @@
 """Synthetic pools: generate N image/label(/box) cases to disk once, then serve them like real data.
 
 Generating on the fly (GAN or diffusion per training step) would make the data loader the
-bottleneck; a pool is written once and read back at file speed. Layout (a MONAI-style datalist)::
+bottleneck; a pool is written once and read back at file speed. The layout is ``medgen data
+export``'s, so :func:`medgen.data.load_folder` reads a pool like any exported dataset::
 
     pool/
-      dataset.json        {"name", "synthetic": true, "generator", "seed", "num_cases",
-                           "cases": [{"id", "image", "label"?, "boxes"?, "box_labels"?, "seed"}]}
       images/<id>.nii.gz  (C, X, Y, Z) float32, provenance marked synthetic
       labels/<id>.nii.gz  (1, X, Y, Z) uint8 label map (when the generator gives one)
+      boxes/<id>.json     {"boxes": [[...]], "box_labels": [...]} (when it gives boxes)
+      dataset.json        {"name", "synthetic": true, "generator", "seed", "num_cases",
+                           "cases": [{"id", "image", "label"?, "seed"}]}   (pool provenance)
 
-Paths in ``dataset.json`` are relative to the pool folder; boxes are MONAI ``StandardMode``
-``(N, 6)`` in voxel coordinates of the image. The pool is written atomically (a half-written pool
-never exists under its name).
+Boxes are MONAI ``StandardMode`` ``(N, 6)`` in voxel coordinates of the image. The pool is written
+atomically (a half-written pool never exists under its name).
 
 >>> write_pool("pool/", lambda seed: my_generator(seed), 200, seed=0)      # doctest: +SKIP
 >>> ds = SyntheticPoolDataset("pool/", transform=train_transforms)          # doctest: +SKIP
@@ -29,8 +30,9 @@ import torch
 from monai.data import Dataset
 from monai.transforms import apply_transform
 
+from medgen.data.folder import load_folder, load_item
 from medgen.errors import DataError
-from medgen.io import load_scan, mark, save_scan
+from medgen.io import mark, save_scan
 from medgen.io.atomic import atomic_path
 
 POOL_INDEX = "dataset.json"
@@ -85,8 +87,10 @@ def write_pool(
                 save_scan(label, tmp / "labels" / f"{case_id}.nii.gz", dtype="uint8")
                 entry["label"] = f"labels/{case_id}.nii.gz"
             if item.get("boxes") is not None:
-                entry["boxes"] = torch.as_tensor(item["boxes"]).reshape(-1, 6).tolist()
-                entry["box_labels"] = torch.as_tensor(item.get("box_labels", [])).reshape(-1).tolist()
+                (tmp / "boxes").mkdir(exist_ok=True)
+                boxes = {"boxes": torch.as_tensor(item["boxes"]).reshape(-1, 6).tolist(),
+                         "box_labels": torch.as_tensor(item.get("box_labels", [])).reshape(-1).tolist()}
+                (tmp / "boxes" / f"{case_id}.json").write_text(json.dumps(boxes))
             cases.append(entry)
             if progress:
                 progress(i + 1, num_cases)
@@ -97,41 +101,22 @@ def write_pool(
 
 
 def pool_datalist(folder: str | Path) -> list[dict[str, Any]]:
-    """The pool's cases as a MONAI datalist: absolute ``image``/``label`` paths, boxes as lists."""
+    """The pool's cases as a MONAI datalist (:func:`medgen.data.load_folder`): paths, boxes as tensors."""
     root = Path(folder)
-    index_path = root / POOL_INDEX
-    if not index_path.is_file():
+    if not (root / POOL_INDEX).is_file():
         raise DataError(f"{root}: not a synthetic pool (missing {POOL_INDEX}); write one with write_pool")
-    try:
-        index = json.loads(index_path.read_text())
-        cases = index["cases"]
-    except (ValueError, KeyError) as err:
-        raise DataError(f"{index_path}: unreadable pool index ({err})") from None
-    out = []
-    for case in cases:
-        entry = dict(case)
-        for key in ("image", "label"):
-            if key in entry:
-                entry[key] = str(root / entry[key])
-        out.append(entry)
-    return out
+    return load_folder(root)
 
 
 def load_case(entry: dict[str, Any]) -> dict[str, Any]:
     """Read one datalist entry: ``image`` float32 MetaTensor, ``label`` uint8, ``boxes`` float32 ``(N, 6)``."""
-    case: dict[str, Any] = {"id": entry.get("id", ""), "image": load_scan(entry["image"])}
-    if "label" in entry:
-        case["label"] = load_scan(entry["label"]).round().to(torch.uint8)
-    if "boxes" in entry:
-        case["boxes"] = torch.as_tensor(entry["boxes"], dtype=torch.float32).reshape(-1, 6)
-        case["box_labels"] = torch.as_tensor(entry.get("box_labels", []), dtype=torch.long)
-    return case
+    return load_item(entry)
 
 
 class SyntheticPoolDataset(Dataset):
     """A MONAI :class:`~monai.data.Dataset` over a pool folder; item = ``transform(load_case(entry))``.
 
-    Items are dicts ``{"id", "image" (C, X, Y, Z) float32, "label"? (1, X, Y, Z) uint8, "boxes"?,
+    Items are dicts ``{"subject_id", "image" (C, X, Y, Z) float32, "label"? (1, X, Y, Z) uint8, "boxes"?,
     "box_labels"?}`` with the metadata saved with the pool (``meta["synthetic"]`` is True).
     For caching, pass :func:`pool_datalist` to ``CacheDataset``/``PersistentDataset`` with a loading
     transform instead.
