@@ -19,7 +19,9 @@ from typing import Literal
 import yaml
 
 from medgen.errors import ConfigError
+from medgen.models.build import size_multiple
 from medgen.models.config import ModelConfig, from_dict, to_dict
+from medgen.models.shapes import round_up
 
 
 @dataclass
@@ -35,6 +37,7 @@ class DataConfig:
         condition: ``none``; ``labels`` (one-hot tissue label map, for the SPADE GAN);
             ``contrast`` (one-hot contrast vector); ``tissue_fractions`` (CSF/GM/WM volume fractions).
         percentiles: MR intensity range (percent) mapped to [-1, 1]; ``hu_window``: same for CT (HU).
+        downsample: resample volumes to ``downsample`` times coarser voxels first (CPU-sized runs).
         slices: for 2D models, how many central axial slices each volume gives.
         patch_size: train on random patches of this size (VAE/diffusion) instead of whole volumes.
     """
@@ -52,6 +55,7 @@ class DataConfig:
     percentiles: list[float] = field(default_factory=lambda: [0.5, 99.5])
     hu_window: list[float] = field(default_factory=lambda: [-1000.0, 1000.0])
     slices: int = 1
+    downsample: int = 1
     patch_size: list[int] | None = None
 
 
@@ -71,7 +75,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.0
     precision: Literal["fp32", "bf16", "fp16"] = "bf16"
-    val_every: int = 100
+    val_every: int = 100  # 0: never validate
     checkpoint_every: int = 100
     log_every: int = 10
     seed: int = 0
@@ -146,6 +150,8 @@ def check_config(cfg: RunConfig) -> None:
         raise ConfigError(f"key 'model.spatial_dims': must be 2 or 3, got {m.spatial_dims}")
     if len(m.size) != m.spatial_dims:
         raise ConfigError(f"key 'model.size': needs {m.spatial_dims} entries, got {m.size}")
+    if m.family != "ldm":
+        m.size = round_up(m.size, size_multiple(m))
     if m.family == "ldm" and not m.vae_path:
         raise ConfigError("key 'model.vae_path': latent diffusion needs a trained VAE model folder")
     if len(m.diffusion.attention) != len(m.diffusion.channels):

@@ -115,6 +115,8 @@ def prepare_data(cfg: RunConfig, normalization: Normalization | None = None) -> 
     channels = subjects[0]["image"].shape[0]
     if channels != m.in_channels:
         raise DataError(f"data gives {channels} channel(s) but model.in_channels is {m.in_channels}")
+    if d.downsample > 1:
+        subjects = [_downsample(s, d.downsample) for s in subjects]
     val_raw, train_raw = subjects[: d.val_subjects], subjects[d.val_subjects:]
     ct = d.source == "ct" or any(s.get("units") == "HU" for s in subjects)
     if normalization is None:
@@ -147,6 +149,19 @@ def make_loader(
     loader = MonaiDataLoader(data.train, batch_size=cfg.train.batch_size, sampler=sampler, num_workers=0,
                              generator=torch.Generator().manual_seed(cfg.train.seed))
     return loader, sampler
+
+
+def _downsample(subject: dict[str, Any], factor: int) -> dict[str, Any]:
+    """Resample image (linear) and label (nearest) to ``factor`` times larger voxels; affine follows."""
+    from monai.transforms import Spacing
+
+    image = subject["image"]
+    pixdim = [float(s) * factor for s in image.meta.get("spacing", (1.0, 1.0, 1.0))]
+    out = dict(subject)
+    out["image"] = Spacing(pixdim=pixdim, mode="bilinear")(image)
+    if subject.get("label") is not None:
+        out["label"] = Spacing(pixdim=pixdim, mode="nearest")(subject["label"])
+    return out
 
 
 def _spatial(cfg: RunConfig, image: torch.Tensor) -> list[int]:

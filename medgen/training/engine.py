@@ -164,9 +164,10 @@ def _run(cfg: RunConfig, out: Path, info: distributed.DistInfo, *, resume: bool,
                 _log(out, writer, record, step, t.log_every)
                 bar.update(step, record)
             final = step == t.steps
-            if info.main and ((t.val_every and step % t.val_every == 0) or final):
+            if info.main and t.val_every and (step % t.val_every == 0 or final):
                 metrics = validate(cfg, recipe, _inference_net(recipe, nets, emas), data, step, out, info.device)
-                _log(out, writer, {"step": step, **{f"val/{k}": v for k, v in metrics.items()}}, step, 1)
+                if metrics:
+                    _log(out, writer, {"step": step, **{f"val/{k}": v for k, v in metrics.items()}}, step, 1)
             if (t.checkpoint_every and step % t.checkpoint_every == 0) or final or step == stop_at:
                 if info.main:
                     save_checkpoint(ckpt_dir, run_config=config_dict(cfg), nets=nets,
