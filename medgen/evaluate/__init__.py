@@ -1,0 +1,15 @@
+"""Know what a generated or enhanced scan is worth: metrics, quality control and reports.
+
+Modules (import the one you need; this package imports nothing at import time):
+
+- :mod:`medgen.evaluate.features`: the 3D feature extractor behind FID/MMD (shipped self-supervised
+  network, or a local MedicalNet/RadImageNet weights file) and :func:`~medgen.evaluate.features.fid`.
+- :mod:`medgen.evaluate.distributions`: intensity-histogram distances and tissue volumes (mL).
+- :mod:`medgen.evaluate.flow`: a RealNVP normalizing flow that scores how typical a patch is.
+- :mod:`medgen.evaluate.qc`: out-of-distribution flags calibrated on real scans; per-region
+  hallucination check of an enhancement.
+- :mod:`medgen.evaluate.privacy`: memorisation audit (nearest training scan of each synthetic scan).
+- :mod:`medgen.evaluate.report`: a self-contained HTML report with figures.
+- :mod:`medgen.evaluate.fidelity` and :mod:`medgen.evaluate.generation`: PSNR/SSIM/MAE in a mask;
+  MMD and MS-SSIM diversity.
+"""
