@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from monai.data import CacheDataset
+from monai.data import CacheDataset, MetaTensor
 from monai.data import DataLoader as MonaiDataLoader
 from torch.utils.data import DistributedSampler
 
@@ -191,6 +191,8 @@ def _item(subject: dict[str, Any], cfg: RunConfig, norm: Normalization) -> list[
             out["cond"] = fractions / fractions.sum().clamp_min(1.0)
     if d.condition == "contrast":
         out["cond"] = torch.nn.functional.one_hot(torch.tensor(subject.get("contrast", 0)), len(d.contrasts)).float()
+    # Plain tensors: scan metadata (provenance, boxes) differs between subjects and cannot be collated.
+    out = {k: (v.as_tensor() if isinstance(v, MetaTensor) else v).contiguous() for k, v in out.items()}
     if cfg.model.spatial_dims == 3:
         return [out]
     depth = out["image"].shape[-1]
