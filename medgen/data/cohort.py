@@ -80,7 +80,7 @@ def simulate_subject(
         contrast: ``"t1"``, ``"t2"``, ``"pd"`` or ``"random"`` (drawn from the seed).
         noise: Rician noise sigma as a fraction of the brightest tissue; None draws 0.01-0.04; 0 none.
         bias: bias-field strength (log-intensity RMS); None draws 0.03-0.15; 0 none.
-        blur: apply a random acquisition PSF (Gaussian, sigma <= ~1.3 voxels).
+        blur: apply a random acquisition PSF (Gaussian, sigma <= ~0.9 voxels).
         deformation: scales every anatomical variation; 0 keeps the template's anatomy exactly.
         subject_id: defaults to ``"sim-<seed>"``.
 

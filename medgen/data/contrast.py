@@ -36,7 +36,7 @@ CONTRASTS = ("t1", "t2", "pd")
 TISSUE_MEAN_RANGES = {
     "t1": ((0.15, 0.35), (0.55, 0.68), (0.82, 0.95)),
     "t2": ((0.85, 1.00), (0.50, 0.62), (0.33, 0.44)),
-    "pd": ((0.86, 0.96), (0.72, 0.80), (0.56, 0.65)),
+    "pd": ((0.92, 1.00), (0.68, 0.76), (0.54, 0.62)),
 }
 TEXTURE_SIGN = {"t1": 1.0, "t2": -0.6, "pd": -0.3}
 
@@ -65,9 +65,9 @@ class ContrastParams:
         if name not in CONTRASTS:
             raise DataError(f"unknown contrast {contrast!r}; choose one of {', '.join(CONTRASTS)} or 'random'")
         means = tuple(float(rng.uniform(lo, hi)) for lo, hi in TISSUE_MEAN_RANGES[name])
-        sigma = [float(v) for v in rng.uniform(0.0, 0.4, 3)]
+        sigma = [float(v) for v in rng.uniform(0.0, 0.3, 3)]
         if rng.random() < 0.4:  # thick-slice acquisition along one axis
-            sigma[int(rng.integers(3))] += float(rng.uniform(0.3, 0.9))
+            sigma[int(rng.integers(3))] += float(rng.uniform(0.2, 0.6))
         drawn_noise = float(rng.uniform(0.01, 0.04))
         drawn_bias = float(rng.uniform(0.03, 0.15))
         return cls(

@@ -12,7 +12,7 @@ any ``shape``/``spacing`` gives the same anatomy:
 - **Lesions**: ellipsoids (radius 5-20 mm, random orientation) inside the lungs (solid nodules,
   ~-50..60 HU), liver (hypo- or hyperdense by 25-60 HU), spleen and kidneys (cysts ~10 HU); lesions
   never touch each other, so each has its own tight box.
-- **Acquisition**: a Gaussian PSF (sigma 0.5 voxel) and Gaussian noise (5-25 HU unless given).
+- **Acquisition**: a Gaussian PSF (sigma 0.4 voxel) and Gaussian noise (5-25 HU unless given).
 
 Labels (``label``, uint8): 0 air, 1 soft tissue, 2 fat, 3 lung, 4 liver, 5 spleen, 6 kidney, 7 bone,
 8 lesion (lesions painted over their host organ). ``lesion_mask`` (uint8) is an *instance* map: 0
@@ -87,7 +87,7 @@ class PhantomParams:
         return cls(
             seed=seed,
             body=(float(rng.uniform(150, 180)), float(rng.uniform(105, 130))),
-            fat_mm=float(rng.uniform(8, 25)),
+            fat_mm=float(rng.uniform(15, 35)),
             diaphragm_mm=float(rng.uniform(0, 40)),
             hu={k: float(v) for k, v in hu.items()},
             scale={k: float(rng.uniform(0.85, 1.15)) for k in organs},
@@ -139,7 +139,7 @@ def ct_phantom(
     for k, lesion in enumerate(lesions, start=1):
         image[instances == k] = lesion.hu + 5.0 * texture[instances == k]
     label[instances > 0] = LABELS["lesion"]
-    image = gaussian_smooth(torch.as_tensor(image, dtype=torch.float32)[None], 0.5)
+    image = gaussian_smooth(torch.as_tensor(image, dtype=torch.float32)[None], 0.4)
     if params.noise_hu > 0:
         gen = torch.Generator().manual_seed(params.texture_seed + 1)
         image = image + torch.randn(image.shape, generator=gen) * params.noise_hu
