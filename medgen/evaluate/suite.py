@@ -3,7 +3,7 @@
 :func:`evaluate_sets` computes, on scans in memory:
 
 - realism/diversity: FID and feature MMD on :mod:`~medgen.evaluate.features` vectors (the page says
-  which network), pixel MMD and MS-SSIM diversity (:mod:`medgen.evaluate.generation`), foreground
+  which network), MS-SSIM diversity (:mod:`medgen.evaluate.generation`), foreground
   intensity distance and tissue volumes (:mod:`medgen.evaluate.distributions`);
 - QC: a patch flow fitted on the real scans (:func:`~medgen.evaluate.qc.fit_qc`) flags atypical
   synthetic/enhanced scans;
@@ -77,7 +77,7 @@ def evaluate_sets(
     metrics = []
     if len(synthetic) >= 2:
         metrics += [{"metric": "FID", "value": fid(fr, fs), "on": extractor.name},
-                    {"metric": "feature MMD (per feature, real-sd units)", "value": mmd(fr, fs), "on": extractor.name}]
+                    {"metric": "feature MMD² (Gaussian kernel; 0 = same)", "value": mmd(fr, fs), "on": extractor.name}]
         metrics += _generation_metrics(real_scans, syn_scans)
     intensity = dist.intensity_distance(real_scans, syn_scans)
     units = real_scans[0].meta.get("units", "") if hasattr(real_scans[0], "meta") else ""
@@ -115,7 +115,6 @@ def _generation_metrics(real: list, synthetic: list) -> list[dict[str, Any]]:
     from medgen.evaluate.features import normalize_percentile
 
     try:
-        from medgen.evaluate.generation import mmd as pixel_mmd
         from medgen.evaluate.generation import ms_ssim_diversity
     except ImportError:
         return []
@@ -124,7 +123,7 @@ def _generation_metrics(real: list, synthetic: list) -> list[dict[str, Any]]:
         return []
     to_unit = [normalize_percentile(torch.as_tensor(s)) * 2 - 1 for s in list(real) + list(synthetic)]
     r, s = to_unit[: len(real)], to_unit[len(real) :]
-    rows = [{"metric": "pixel MMD (per-scan percentile → [-1, 1])", "value": pixel_mmd(r, s), "on": "voxels"}]
+    rows = []
     try:
         rows.append({"metric": "MS-SSIM diversity (synthetic; 1 = identical)", "value": ms_ssim_diversity(s),
                      "on": "voxels"})
