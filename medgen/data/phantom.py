@@ -11,7 +11,7 @@ any ``shape``/``spacing`` gives the same anatomy:
   +-5 HU texture.
 - **Lesions**: ellipsoids (radius 5-20 mm, random orientation) inside the lungs (solid nodules,
   ~-50..60 HU), liver (hypo- or hyperdense by 25-60 HU), spleen and kidneys (cysts ~10 HU); lesions
-  never touch each other, so each has its own tight box.
+  never touch each other nor the FOV border, so each has its own tight, whole box.
 - **Acquisition**: a Gaussian PSF (sigma 0.4 voxel) and Gaussian noise (5-25 HU unless given).
 
 Labels (``label``, uint8): 0 air, 1 soft tissue, 2 fat, 3 lung, 4 liver, 5 spleen, 6 kidney, 7 bone,
@@ -260,13 +260,19 @@ def _place_lesions(
         inside[tuple(ijk)] = True  # at least the centre voxel
         grown = inside | np.roll(inside, 1, 0) | np.roll(inside, -1, 0) | np.roll(inside, 1, 1) | \
             np.roll(inside, -1, 1) | np.roll(inside, 1, 2) | np.roll(inside, -1, 2)
-        if (grown & occupied).any() or (label[inside] == LABELS["air"]).any():
+        if (grown & occupied).any() or (label[inside] == LABELS["air"]).any() or _touches_border(inside):
             continue
         occupied |= grown
         instances[inside] = len(lesions) + 1
         lesions.append(Lesion(organ, tuple(float(v) for v in centre), tuple(float(v) for v in radii),
                               tuple(tuple(float(v) for v in row) for row in rotation), _lesion_hu(organ, p, rng)))
     return lesions, instances
+
+
+def _touches_border(mask: np.ndarray) -> bool:
+    """A lesion cut by the FOV would get a truncated box: keep lesions whole."""
+    return bool(mask[0].any() or mask[-1].any() or mask[:, 0].any() or mask[:, -1].any()
+                or mask[:, :, 0].any() or mask[:, :, -1].any())
 
 
 def _lesion_hu(organ: str, p: PhantomParams, rng: np.random.Generator) -> float:
