@@ -31,9 +31,11 @@ def save_montage(
     overwrite: bool = False,
     percentile: tuple[float, float] = (0.5, 99.5),
     cmap: str = "gray",
+    indices: Sequence[Sequence[int] | None] | None = None,
 ) -> Path:
     """Write a PNG with one row per scan (axial, coronal, sagittal), each windowed to its own
-    intensity ``percentile`` range, with world aspect ratio from the scan's spacing.
+    intensity ``percentile`` range, with world aspect ratio from the scan's spacing. ``indices``
+    gives, per row, the voxel ``(i, j, k)`` where the planes cross (centre when None).
 
     Returns:
         The written path.
@@ -45,9 +47,10 @@ def save_montage(
 
     titles = list(titles) if titles is not None else [f"scan {n}" for n in range(len(scans))]
     fig, axes = plt.subplots(len(scans), 3, figsize=(9, 3 * len(scans)), squeeze=False)
-    for row, (scan, title) in enumerate(zip(scans, titles)):
+    indices = list(indices) if indices is not None else [None] * len(scans)
+    for row, (scan, title, index) in enumerate(zip(scans, titles, indices)):
         spacing = tuple(getattr(scan, "meta", {}).get("spacing", (1.0, 1.0, 1.0)))
-        planes = orthogonal_slices(scan)
+        planes = orthogonal_slices(scan, index)
         lo, hi = np.percentile(np.concatenate([p.ravel() for p in planes]), percentile)
         aspects = [spacing[1] / spacing[0], spacing[2] / spacing[0], spacing[2] / spacing[1]]
         for col, (plane, aspect, name) in enumerate(zip(planes, aspects, ("axial", "coronal", "sagittal"))):
