@@ -59,7 +59,7 @@ def load_subjects(cfg: RunConfig) -> list[dict[str, Any]]:
     if d.source == "folder":
         if not d.folder:
             raise DataError("data.source is 'folder' but no folder was given (set data.folder or pass --data DIR)")
-        subjects = [dict(s) for s in _data_api("load_folder")(d.folder)]
+        subjects = [dict(s) for s in _data_api("load_folder")(d.folder, load=True)]
         if not subjects:
             raise DataError(f"{d.folder}: no scans found")
         return subjects
