@@ -19,9 +19,11 @@ def demo(
     models: bool = typer.Option(True, "--models/--no-models", help="Train and sample the three small models."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs of an earlier demo."),
 ) -> None:
-    """Run medgen on the built-in data: scan I/O in every format, the simulated brain cohort and CT
-    phantom, then a small VAE, GAN and diffusion model trained on the 3 mm cohort (a few minutes on
-    a CPU), with PNG montages of everything."""
+    """Run medgen on the built-in data: scan I/O, simulated cohort, CT phantom and three small models.
+
+    Writes every format, PNG montages of the cohort and phantom, then trains a small VAE, GAN and
+    rectified-flow model on the 3 mm cohort (a few minutes on a CPU) and writes their samples.
+    """
     from medgen.demo import demo_cohort, demo_io
 
     sections = [("scan I/O on the built-in MNI152 T1", lambda: demo_io(out, overwrite=overwrite)),
