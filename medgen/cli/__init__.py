@@ -55,6 +55,7 @@ from medgen.cli import io_cmds  # noqa: E402,F401
 from medgen.cli import demo  # noqa: E402,F401
 
 # -- command modules added by later features go below this line --
+from medgen.cli import enhance  # noqa: E402,F401
 from medgen.cli import data  # noqa: E402,F401
 from medgen.cli import train  # noqa: E402,F401
 from medgen.cli import synthesize  # noqa: E402,F401

@@ -1,0 +1,48 @@
+"""Whole-volume inference of a 3D network with bounded memory (MONAI ``SlidingWindowInferer``).
+
+A volume of any size is cut into overlapping ``roi``-sized windows; each window goes through the
+network on ``device`` and the outputs are blended with Gaussian weights into a CPU buffer, so peak
+memory is the volume (input + output + weight map, 12 bytes a voxel) plus one window's activations.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import torch
+from monai.inferers import SlidingWindowInferer
+
+DEFAULT_ROI = (64, 64, 64)
+
+
+def sliding_window(
+    predictor: Callable[..., torch.Tensor],
+    volume: torch.Tensor,
+    *,
+    roi: tuple[int, int, int] = DEFAULT_ROI,
+    overlap: float = 0.25,
+    device: str | torch.device = "cpu",
+    **kwargs,
+) -> torch.Tensor:
+    """Run ``predictor(window, **kwargs)`` over ``volume`` ``(B, C, X, Y, Z)`` window by window.
+
+    Args:
+        roi: window size in voxels; dimensions larger than the volume are clipped to it (MONAI pads).
+        overlap: fraction of each window shared with its neighbours, blended with Gaussian weights.
+        device: where the network runs (``"cuda"`` when present); the blend buffer stays on CPU.
+
+    Returns:
+        ``(B, C_out, X, Y, Z)`` float32 on CPU.
+    """
+    roi = tuple(int(min(r, s)) if s >= 16 else int(r) for r, s in zip(roi, volume.shape[2:]))
+    inferer = SlidingWindowInferer(
+        roi_size=roi,
+        sw_batch_size=1,
+        overlap=overlap,
+        mode="gaussian",
+        sw_device=torch.device(device),
+        device=torch.device("cpu"),
+        progress=False,
+    )
+    with torch.inference_mode():
+        return inferer(volume, predictor, **kwargs).float()
