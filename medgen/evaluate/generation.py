@@ -1,36 +1,78 @@
-"""Sample quality of generative models on MONAI metrics: MMD to real data, MS-SSIM diversity.
+"""Sample quality of generative models: feature MMD/FID to real data, MS-SSIM diversity.
 
-- :func:`mmd`: unbiased maximum mean discrepancy between real and generated volumes (MONAI
-  ``MMDMetric``); 0 when the two sets match, lower is better.
+- :func:`mmd`: Gaussian-kernel squared MMD between *feature vectors* of real and synthetic volumes
+  (the shipped self-supervised 3D network of :mod:`medgen.evaluate.features`, or one you pass).
+  Dimensionless, in ``[0, 2]``; 0 when the two sets match, lower is better. Each scan is
+  percentile-normalised by itself before feature extraction, so the inputs' units (model range
+  [-1, 1], MR arbitrary units, HU) do not change the value.
+- :func:`fid`: Fréchet distance between the same features (comparable only with other values
+  from the same feature network, never with published Inception FIDs).
 - :func:`ms_ssim_diversity`: mean pairwise MS-SSIM among generated volumes (MONAI
   ``MultiScaleSSIMMetric``); lower means more diverse samples (1 = all identical, mode collapse).
+
+A linear-kernel MMD on raw voxels (MONAI ``MMDMetric`` as is) compares only mean images, depends on
+the intensity scale and, in its unbiased form, can be negative: it is not used here.
 """
 
 from __future__ import annotations
 
+import functools
 import itertools
 from collections.abc import Sequence
 
 import torch
-from monai.metrics import MMDMetric, MultiScaleSSIMMetric
+from monai.metrics import MultiScaleSSIMMetric
+
+from medgen.errors import DataError
+from medgen.evaluate import features as _features
+
+Volumes = Sequence[torch.Tensor] | torch.Tensor
 
 
-def _stack(volumes: Sequence[torch.Tensor] | torch.Tensor) -> torch.Tensor:
+def _stack(volumes: Volumes) -> torch.Tensor:
     if isinstance(volumes, torch.Tensor):
         return volumes.float()
     return torch.stack([torch.as_tensor(v).float() for v in volumes])
 
 
-def mmd(real: Sequence[torch.Tensor] | torch.Tensor, fake: Sequence[torch.Tensor] | torch.Tensor) -> float:
-    """MMD between ``real`` and ``fake`` (each ``(N, C, *spatial)`` or a list of ``(C, *spatial)``,
-    N >= 2 and equal shapes; use the same intensity range for both, e.g. the model's [-1, 1])."""
-    r, f = _stack(real), _stack(fake)
-    n = min(r.shape[0], f.shape[0])
-    return float(MMDMetric()(r[:n], f[:n]).mean())
+@functools.lru_cache(maxsize=1)
+def _shipped() -> _features.FeatureExtractor:
+    return _features.load_feature_extractor()
 
 
-def ms_ssim_diversity(samples: Sequence[torch.Tensor] | torch.Tensor, data_range: float = 2.0,
-                      kernel_size: int = 5, scales: int = 3) -> float:
+def feature_vectors(volumes: Volumes, extractor: _features.FeatureExtractor | None = None) -> torch.Tensor:
+    """``(N, F)`` features of 3D volumes ``(N, C, X, Y, Z)`` (or a list of ``(C, X, Y, Z)``), any units."""
+    x = _stack(volumes)
+    if x.ndim != 5:
+        raise DataError(f"feature MMD/FID need 3D volumes (N, C, X, Y, Z), got shape {tuple(x.shape)}")
+    return (extractor or _shipped())(list(x))
+
+
+def mmd(real: Volumes, synthetic: Volumes, extractor: _features.FeatureExtractor | None = None) -> float:
+    """Squared MMD (Gaussian kernel, median bandwidth) between features of ``real`` and ``synthetic``.
+
+    Args:
+        real, synthetic: at least 2 volumes each, ``(N, C, X, Y, Z)`` or lists of ``(C, X, Y, Z)``;
+            sizes and counts may differ (every scan is resized to the network's input grid).
+        extractor: feature network; the shipped ``medgen-ssl3d-v1`` by default.
+
+    Returns:
+        A dimensionless value in ``[0, 2]``: 0 for identical sets, larger is further apart.
+    """
+    return _features.mmd(feature_vectors(real, extractor), feature_vectors(synthetic, extractor))
+
+
+def fid(real: Volumes, synthetic: Volumes, extractor: _features.FeatureExtractor | None = None) -> float:
+    """Fréchet distance between features of ``real`` and ``synthetic`` (>= 0; see :func:`mmd` for inputs)."""
+    return _features.fid(feature_vectors(real, extractor), feature_vectors(synthetic, extractor))
+
+
+def feature_name(extractor: _features.FeatureExtractor | None = None) -> str:
+    """Which features :func:`mmd` and :func:`fid` use (for tables and figure captions)."""
+    return (extractor or _shipped()).name
+
+
+def ms_ssim_diversity(samples: Volumes, data_range: float = 2.0, kernel_size: int = 5, scales: int = 3) -> float:
     """Mean MS-SSIM over all pairs of ``samples`` (``(N, C, *spatial)``, N >= 2, values spanning
     ``data_range``); ``scales`` levels of 2x downsampling, so each size must exceed
     ``(kernel_size - 1) * 2**(scales - 1)``."""
