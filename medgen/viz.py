@@ -40,13 +40,11 @@ def save_montage(
     Returns:
         The written path.
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.figure import Figure  # no pyplot: never touches a notebook's backend
 
     titles = list(titles) if titles is not None else [f"scan {n}" for n in range(len(scans))]
-    fig, axes = plt.subplots(len(scans), 3, figsize=(9, 3 * len(scans)), squeeze=False)
+    fig = Figure(figsize=(9, 3 * len(scans)))
+    axes = fig.subplots(len(scans), 3, squeeze=False)
     indices = list(indices) if indices is not None else [None] * len(scans)
     for row, (scan, title, index) in enumerate(zip(scans, titles, indices)):
         spacing = tuple(getattr(scan, "meta", {}).get("spacing", (1.0, 1.0, 1.0)))
@@ -65,5 +63,4 @@ def save_montage(
     fig.tight_layout()
     with atomic_path(path, overwrite=overwrite) as tmp:
         fig.savefig(tmp, dpi=90, format="png")
-    plt.close(fig)
     return Path(path)

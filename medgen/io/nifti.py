@@ -77,8 +77,9 @@ def write_nifti(
             range-checked and stored with ``scl_slope = 1``, ``scl_inter = 0``, so label 3 reads back
             as 3, never 2.9999.
     Returns:
-        The written path. A JSON sidecar with the provenance is written next to it when the scan
-        carries any (and its short form goes into the header's ``descrip``).
+        The written path. A JSON sidecar (``scan.json``) next to it keeps what NIfTI has no field
+        for: modality, units, series description, provenance and the synthetic flag (the short
+        provenance also goes into the header's ``descrip``).
     """
     path = Path(path)
     meta = meta_of(scan)
@@ -103,7 +104,7 @@ def write_nifti(
     record = {k: meta[k] for k in SIDECAR_KEYS if k in meta and meta[k] not in (None, "", [])}
     with atomic_path(path, overwrite=overwrite, inputs=inputs) as tmp:
         nib.save(img, str(tmp))
-        if meta.get("provenance") or meta.get("synthetic"):
+        if record:
             _write_sidecar(sidecar_path(path), record, overwrite=overwrite)
     return path
 

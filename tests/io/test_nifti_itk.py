@@ -120,3 +120,10 @@ def test_failed_write_leaves_no_temporary(tmp_path, mni_block):
     with pytest.raises(ScanWriteError, match="unsupported output format"):
         save_scan(mni_block, tmp_path / "x.png")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_modality_and_units_survive_a_nifti_round_trip(tmp_path, mni_block):
+    ct = make_scan(mni_block * 4 - 1000, np.eye(4), modality="CT", units="HU", series_description="abdomen")
+    back = load_scan(save_scan(ct, tmp_path / "ct.nii.gz"))
+    assert (back.meta["modality"], back.meta["units"], back.meta["series_description"]) == ("CT", "HU", "abdomen")
+    assert back.meta["synthetic"] is False
