@@ -4,7 +4,8 @@ The generator maps a latent vector ``z`` ``(B, latent_dim)`` to ``(B, C, *size)`
 a linear layer makes a ``size / 2**n`` seed volume, then ``n`` blocks of nearest-neighbour upsampling,
 convolution, normalisation and LeakyReLU. With ``label_classes > 0`` each normalisation is MONAI's
 SPADE block, modulated by the one-hot label map ``(B, label_classes, *size)`` (GauGAN-style), so the
-generated anatomy follows the labels. The discriminator is MONAI's ``PatchDiscriminator`` with
+generated anatomy follows the labels. With ``mean_image`` a learned full-size image is added before the
+``tanh`` (the average anatomy of aligned data, learned in a few hundred steps). The discriminator is MONAI's ``PatchDiscriminator`` with
 spectral normalisation on every convolution (stable with the hinge loss).
 """
 
@@ -58,6 +59,7 @@ class Generator(nn.Module):
         conv = nn.Conv3d if cfg.spatial_dims == 3 else nn.Conv2d
         self.out = conv(g.channels[-1], cfg.in_channels, 3, padding=1)
         self.channels0 = g.channels[0]
+        self.mean_image = nn.Parameter(torch.zeros(1, cfg.in_channels, *cfg.size)) if g.mean_image else None
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """``z`` ``(B, latent_dim)``; ``labels`` one-hot ``(B, label_classes, *size)`` if conditional."""
@@ -66,7 +68,8 @@ class Generator(nn.Module):
         x = nn.functional.leaky_relu(self.fc(z), 0.2).view(z.shape[0], self.channels0, *self.seed_size)
         for block in self.blocks:
             x = block(x, labels)
-        return torch.tanh(self.out(x))
+        x = self.out(x)
+        return torch.tanh(x + self.mean_image if self.mean_image is not None else x)
 
 
 def build_discriminator(cfg: ModelConfig) -> nn.Module:

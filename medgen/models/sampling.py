@@ -54,7 +54,8 @@ def guided(net: Callable, cond: torch.Tensor | None, guidance: float) -> Callabl
 @torch.no_grad()
 def sample(
     net: Callable, cfg: DiffusionConfig, shape: Sequence[int], *, sampler: str = "ddim", steps: int = 50,
-    cond: torch.Tensor | None = None, guidance: float = 1.0, generator: torch.Generator | None = None,
+    cond: torch.Tensor | None = None, guidance: float = 1.0,
+    generator: torch.Generator | Sequence[torch.Generator] | None = None,
     device: torch.device | str = "cpu", progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
     """Draw samples ``(B, C, *size)`` (model range, about [-1, 1]) from noise of ``shape``.
@@ -63,11 +64,16 @@ def sample(
         net: ``net(x, t, cond)`` → epsilon or velocity.
         sampler: ``"ddpm"`` (``steps`` ignored: all training timesteps), ``"ddim"`` or ``"rflow"``.
         cond: ``(B, cond_dim)`` condition vector, or None (unconditional).
-        generator: CPU generator for the initial noise and DDPM's per-step noise.
+        generator: CPU generator for the initial noise and DDPM's per-step noise; or one generator
+            per batch row, so that row ``i`` is the same whatever else is in the batch.
     """
     check_sampler(cfg, sampler)
     denoise = guided(net, cond, guidance)
-    x = torch.randn(tuple(shape), generator=generator).to(device)
+    rows = list(generator) if isinstance(generator, Sequence) else None
+    if rows is not None:
+        x = torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in rows]).to(device)
+    else:
+        x = torch.randn(tuple(shape), generator=generator).to(device)
     batch = x.shape[0]
     if sampler == "rflow":
         sched = RFlowScheduler(num_train_timesteps=cfg.num_train_timesteps, use_discrete_timesteps=False)
@@ -89,7 +95,10 @@ def sample(
     timesteps = list(sched.timesteps)
     for i, t in enumerate(timesteps):
         eps = denoise(x, torch.full((batch,), int(t), device=device, dtype=torch.long))
-        if sampler == "ddpm":
+        if sampler == "ddpm" and rows is not None:
+            x = torch.cat([sched.step(eps[i : i + 1], int(t), x[i : i + 1], generator=g)[0]
+                           for i, g in enumerate(rows)])
+        elif sampler == "ddpm":
             x, _ = sched.step(eps, int(t), x, generator=generator)
         else:
             x, _ = sched.step(eps, int(t), x)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,12 +33,13 @@ def parse_condition(text: str | None) -> torch.Tensor | Path | None:
 @torch.no_grad()
 def synthesize(
     model: GenerativeModel, num: int, *, seed: int = 0, sampler: str | None = None, steps: int | None = None,
-    condition: torch.Tensor | Path | None = None, guidance: float = 1.0,
+    condition: torch.Tensor | Path | None = None, guidance: float = 1.0, batch_size: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[MetaTensor]:
     """``num`` synthetic volumes ``(C, X, Y, Z)`` (or ``(C, X, Y)`` for 2D models) in data units.
 
-    Sample ``i`` is drawn with seed ``seed + i`` (the same seed gives the same volume).
+    Sample ``i`` is drawn with seed ``seed + i`` (the same seed gives the same volume, whatever the
+    batch it was drawn in, up to float rounding).
 
     Args:
         sampler, steps: diffusion only: ``ddpm``/``ddim`` for epsilon models, ``rflow`` for
@@ -45,6 +47,9 @@ def synthesize(
         condition: diffusion: vector ``(cond_dim,)`` (class one-hot / scalars); conditional GAN:
             path of a label map (tissue labels, resampled/fitted to the model size).
         guidance: classifier-free guidance scale for conditional diffusion (1 = none).
+        batch_size: volumes per network call; 0 = automatic (up to 4 for volumes of at most
+            64x80x64 voxels, else 1). On CPU, batches of 2+ are much faster per volume: PyTorch
+            runs small batch-1 3D convolutions on a slow non-oneDNN path.
 
     Returns:
         MetaTensors with the training data's affine, marked synthetic.
@@ -60,31 +65,41 @@ def synthesize(
     else:
         sampler, steps = "single-pass" if family == "gan" else "prior", 1
     cond, labels = _conditions(model, condition, device)
-    outputs = []
-    for i in range(num):
-        gen = torch.Generator().manual_seed(seed + i)
-        x = _one(model, gen, sampler, steps, cond, labels, guidance, device)
-        units = model.normalization.to_units(x[0].float().cpu())
-        outputs.append(_as_scan(model, units, seed + i, sampler, steps, condition))
+    if batch_size <= 0:
+        batch_size = 4 if math.prod(cfg.size) <= 64 * 80 * 64 else 1
+    outputs: list[MetaTensor] = []
+    for start in range(0, num, batch_size):
+        seeds = list(range(seed + start, seed + min(num, start + batch_size)))
+        gens = [torch.Generator().manual_seed(s) for s in seeds]
+        x = _batch(model, gens, sampler, steps, cond, labels, guidance, device)
+        for s, volume in zip(seeds, x):
+            units = model.normalization.to_units(volume.float().cpu())
+            outputs.append(_as_scan(model, units, s, sampler, steps, condition))
         if progress:
-            progress(i + 1, num)
+            progress(len(outputs), num)
     return outputs
 
 
-def _one(model, gen, sampler, steps, cond, labels, guidance, device) -> torch.Tensor:
-    cfg, net = model.config, model.network
+def _batch(model, gens, sampler, steps, cond, labels, guidance, device) -> torch.Tensor:
+    """One network batch: row ``i`` drawn from generator ``gens[i]``; ``(B, C, *size)`` model range."""
+    cfg, net, b = model.config, model.network, len(gens)
+    if labels is not None:
+        labels = labels.expand(b, *labels.shape[1:])
+    if cond is not None:
+        cond = cond.expand(b, -1)
     if cfg.family == "gan":
-        z = torch.randn(1, cfg.gan.latent_dim, generator=gen).to(device)
+        z = torch.cat([torch.randn(1, cfg.gan.latent_dim, generator=g) for g in gens]).to(device)
         return net(z, labels)
     if cfg.family == "vae":
         latent_shape = [1, cfg.vae.latent_channels, *[s // net.downsampling for s in cfg.size]]
-        return net.net.decode(torch.randn(latent_shape, generator=gen).to(device))
-    shape = [1, cfg.in_channels, *cfg.size]
+        z = torch.cat([torch.randn(latent_shape, generator=g) for g in gens]).to(device)
+        return net.net.decode(z)
+    shape = [b, cfg.in_channels, *cfg.size]
     if cfg.family == "ldm":
         down = model.vae.downsampling
-        shape = [1, model.vae_config.vae.latent_channels, *[s // down for s in cfg.size]]
+        shape = [b, model.vae_config.vae.latent_channels, *[s // down for s in cfg.size]]
     x = sample(net, cfg.diffusion, shape, sampler=sampler, steps=steps, cond=cond, guidance=guidance,
-               generator=gen, device=device)
+               generator=gens, device=device)
     return model.vae.decode(x) if cfg.family == "ldm" else x
 
 

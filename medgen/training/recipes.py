@@ -37,6 +37,8 @@ class Recipe:
     phases: list[tuple[str, LossFn]]
     preview: Callable[[nn.Module, list[dict], torch.device], torch.Tensor]
     frozen: dict[str, nn.Module] = field(default_factory=dict)
+    init_from_data: Callable[[torch.Tensor], None] | None = None
+    """Called once on a fresh run with the mean training image ``(C, *size)`` (model range)."""
 
 
 def make_recipe(cfg: RunConfig, cond_dim: int, vae: VAE | None = None, vae_cfg: ModelConfig | None = None) -> Recipe:
@@ -142,7 +144,13 @@ def _gan_recipe(cfg: RunConfig) -> Recipe:
         with torch.no_grad():
             return net(z[: (labels.shape[0] if labels is not None else 2)], labels)
 
-    return Recipe(nets, "gen", [("disc", disc_loss), ("gen", gen_loss)], preview)
+    @torch.no_grad()
+    def init_mean_image(mean: torch.Tensor) -> None:
+        # tanh(mean_image) starts at the average training image; the convolutions learn the rest.
+        nets["gen"].mean_image.copy_(torch.atanh(mean.clamp(-0.98, 0.98))[None])
+
+    init = init_mean_image if g.mean_image else None
+    return Recipe(nets, "gen", [("disc", disc_loss), ("gen", gen_loss)], preview, init_from_data=init)
 
 
 def _diffusion_recipe(cfg: RunConfig, cond_dim: int, vae: VAE | None, vae_cfg: ModelConfig | None) -> Recipe:

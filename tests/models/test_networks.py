@@ -63,3 +63,14 @@ def test_hu_window_round_trip_and_odd_size_fit():
     x = torch.rand(1, 15, 17, 13)
     y = fit(x, [16, 16, 16], pad_value=-1.0)
     assert y.shape == (1, 16, 16, 16)
+
+
+def test_ddpm_rows_drawn_with_their_own_generators_do_not_depend_on_the_batch():
+    cfg = ModelConfig(family="diffusion", size=[8, 8, 8],
+                      diffusion=DiffusionConfig(channels=[8, 8], attention=[False, False], norm_num_groups=4,
+                                                num_train_timesteps=10))
+    net = DiffusionNet(cfg).eval()
+    both = sample(net, cfg.diffusion, [2, 1, 8, 8, 8], sampler="ddpm",
+                  generator=[torch.Generator().manual_seed(s) for s in (3, 4)])
+    alone = sample(net, cfg.diffusion, [1, 1, 8, 8, 8], sampler="ddpm", generator=[torch.Generator().manual_seed(4)])
+    assert torch.allclose(both[1:], alone, atol=1e-5) and not torch.allclose(both[:1], alone, atol=1e-3)

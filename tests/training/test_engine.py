@@ -26,6 +26,8 @@ def test_interrupted_and_resumed_run_matches_uninterrupted_run(tmp_path, tiny_co
     full = train(parse_config(cfg), tmp_path / "full", device="cpu", progress=False)
     part = train(parse_config(cfg), tmp_path / "part", device="cpu", progress=False, stop_at=2)
     assert part.step == 2 and part.model_dir is None
+    with pytest.raises(ConfigError, match="--resume"):
+        train(parse_config(cfg), tmp_path / "part", device="cpu", progress=False)
     resumed = train(parse_config(cfg), tmp_path / "part", device="cpu", progress=False, resume=True)
     a, b = _losses(tmp_path / "full"), _losses(tmp_path / "part")
     assert [r["step"] for r in b] == list(range(1, steps + 1))
@@ -45,20 +47,16 @@ def test_same_seed_and_config_give_same_weights_and_other_seed_differs(tmp_path,
     assert not all(torch.equal(one[k], other[k]) for k in one)
 
 
-def test_existing_run_needs_resume(tmp_path, tiny_config):
-    cfg = tiny_config("gan", train={"steps": 1})
-    train(parse_config(cfg), tmp_path / "run", device="cpu", progress=False)
-    with pytest.raises(ConfigError, match="--resume"):
-        train(parse_config(cfg), tmp_path / "run", device="cpu", progress=False)
-
-
 def test_odd_size_two_channel_model_trains_and_samples_at_data_geometry(tmp_path, tiny_config):
     cfg = tiny_config("diffusion", model={"size": [15, 17, 13], "in_channels": 2},
                       data={"contrasts": ["t1", "t2"]}, train={"steps": 1})
     result = train(parse_config(cfg), tmp_path / "run", device="cpu", progress=False)
     model = load_model(result.model_dir)
-    (scan,) = synthesize(model, 1, sampler="ddim", steps=2)
+    first, second = synthesize(model, 2, sampler="ddim", steps=2)
+    (scan,) = synthesize(model, 1, seed=1, sampler="ddim", steps=2)
     assert scan.shape == (2, 16, 18, 14)
+    # sample i uses seed + i whatever batch it is drawn in
+    assert torch.allclose(second, scan, atol=1e-4) and not torch.allclose(first, scan, atol=1e-2)
     assert torch.allclose(scan.affine.float(), torch.tensor(model.reference["affine"]).float())
     assert scan.meta["synthetic"] and scan.meta["provenance"][-1]["sampler"] == "ddim"
 
@@ -91,3 +89,19 @@ def test_ct_model_returns_hounsfield_units(tmp_path, tiny_config):
     scan = synthesize(model, 1)[0]
     assert model.normalization.units == "HU" and scan.meta["units"] == "HU"
     assert -1000.0 <= float(scan.min()) and float(scan.max()) <= 1000.0
+
+
+def test_latent_diffusion_trains_on_a_frozen_vae_and_decodes_samples(tmp_path, tiny_config):
+    vae_cfg = tiny_config("vae", train={"steps": 2})
+    vae_dir = train(parse_config(vae_cfg), tmp_path / "vae", device="cpu", progress=False).model_dir
+    vae = load_model(vae_dir)
+    assert float(vae.network.latent_scale) != 1.0  # latents scaled to unit variance for the diffusion model
+    cfg = tiny_config("ldm", model={"vae_path": str(vae_dir)}, train={"steps": 2})
+    cfg["model"]["diffusion"]["objective"] = "rflow"
+    result = train(parse_config(cfg), tmp_path / "ldm", device="cpu", progress=False)
+    assert result.nets["net"].unet.conv_in.conv.weight.shape[1] == 2  # learns the 2-channel latents
+    model = load_model(result.model_dir)
+    assert model.vae is not None and torch.equal(model.vae.latent_scale, vae.network.latent_scale)
+    a, b = synthesize(model, 2, steps=3)
+    assert a.shape == (1, 16, 16, 16) and torch.isfinite(a).all() and not torch.equal(a, b)
+    assert a.meta["provenance"][-1]["family"] == "ldm" and a.meta["provenance"][-1]["sampler"] == "rflow"
