@@ -38,6 +38,7 @@ from medgen.io.provenance import mark
 
 METHODS = ("auto", "pretrained", "adapt", "self-supervised")
 NOISES = ("auto", *noise_models.NOISE_MODELS)
+ADAPT_LR, SCRATCH_LR = 1e-4, 2e-3
 
 
 @dataclass(frozen=True)
@@ -103,19 +104,24 @@ def denoise_array(
     if method == "self-supervised":
         torch.manual_seed(seed)  # the fresh network's initial weights
         net, model_name = Denoiser3d(), None
+        # start near the identity: a few hundred steps on one scan must not spend the first undoing noise
+        torch.nn.init.normal_(net.unet.final_conv.weight, std=1e-2)
     else:
         net, card = load_denoiser(model)
         model_name = card.get("name", str(model))
     if method in ("adapt", "self-supervised"):
-        fit_neighbor2neighbor(net, volume, sigma_n, steps=steps, seed=seed, device=device, callback=callback)
+        lr = ADAPT_LR if method == "adapt" else SCRATCH_LR  # fine-tuning must not forget the pretraining
+        fit_neighbor2neighbor(net, volume, sigma_n, steps=steps, lr=lr, seed=seed, device=device, callback=callback)
         info["steps"] = steps
     net.to(device).eval()
     out = sliding_window(lambda w: net(w, sigma_n), volume, roi=roi, device=device)[0, 0].numpy()
     out = norm.inverse(out)
     if noise == "poisson":
         out = noise_models.inverse_anscombe(out, info["gain"], info["read_var"]).astype(np.float32)
-    elif noise == "rician" and method != "pretrained":
-        out = noise_models.rician_bias_correct(out, unit_sigma)  # pretrained learned the bias itself
+    elif noise == "rician" and method == "self-supervised":
+        # a network trained on the noisy scan alone learns E[magnitude], which carries the Rician bias;
+        # the pretrained network (also when adapted) learned to remove it
+        out = noise_models.rician_bias_correct(out, unit_sigma)
     info["model"] = model_name
     return out.astype(np.float32), info
 

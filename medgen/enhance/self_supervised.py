@@ -66,8 +66,8 @@ def fit_neighbor2neighbor(
     sigma: float,
     *,
     steps: int = 200,
-    crop: int = 48,
-    batch: int = 2,
+    crop: int = 32,
+    batch: int = 4,
     lr: float = 1e-3,
     gamma: float = 1.0,
     seed: int = 0,
@@ -107,7 +107,7 @@ def fit_neighbor2neighbor(
         loss.backward()
         opt.step()
         sched.step()
-        losses.append(float(loss))
+        losses.append(loss.item())
         if callback is not None:
             callback(step, losses[-1])
         if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
