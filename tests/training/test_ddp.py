@@ -20,7 +20,7 @@ save_file({f"{n}.{k}": v.detach().contiguous() for n, net in result.nets.items()
 
 
 def test_two_process_ddp_on_cpu_keeps_ranks_identical(tmp_path, tiny_config):
-    cfg = tiny_config("gan", data={"n_subjects": 5}, train={"steps": 2, "batch_size": 1})
+    cfg = tiny_config("gan", train={"steps": 2, "batch_size": 1})  # 2 training subjects: one per rank
     (tmp_path / "cfg.json").write_text(json.dumps(cfg))
     (tmp_path / "worker.py").write_text(WORKER)
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",

@@ -9,6 +9,7 @@ from medgen.errors import ConfigError
 from medgen.models import load_model
 from medgen.synthesize import synthesize
 from medgen.training import parse_config, train
+from medgen.training.data import prepare_data
 
 
 def _losses(run_dir):
@@ -23,7 +24,13 @@ def _weights(result):
 @pytest.mark.parametrize(("family", "steps", "accum"), [("gan", 4, 2), ("diffusion", 3, 1)])
 def test_interrupted_and_resumed_run_matches_uninterrupted_run(tmp_path, tiny_config, family, steps, accum):
     cfg = tiny_config(family, train={"steps": steps, "grad_accum": accum, "ema_decay": 0.9, "warmup_steps": 1})
+    if family == "gan":
+        cfg["model"]["gan"]["mean_image"] = True  # initialised from data on a fresh run only
     full = train(parse_config(cfg), tmp_path / "full", device="cpu", progress=False)
+    if family == "gan":
+        data_mean = torch.stack([item["image"] for item in prepare_data(parse_config(cfg)).train]).mean(0)
+        start = torch.tanh(full.nets["gen"].mean_image[0].detach())
+        assert torch.corrcoef(torch.stack([start.flatten(), data_mean.flatten()]))[0, 1] > 0.95
     part = train(parse_config(cfg), tmp_path / "part", device="cpu", progress=False, stop_at=2)
     assert part.step == 2 and part.model_dir is None
     with pytest.raises(ConfigError, match="--resume"):
