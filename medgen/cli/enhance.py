@@ -87,7 +87,7 @@ def denoise(
     model: str = typer.Option("denoiser3d", help="Shipped model name, or a folder with model.safetensors."),
     noise: str = typer.Option("auto", help="auto, rician (MR), gaussian (CT), poisson (Poisson-Gaussian)."),
     sigma: float = typer.Option(None, help="Noise std in the scan's units (default: estimated)."),
-    steps: int = typer.Option(150, help="Self-supervised steps for adapt / self-supervised."),
+    steps: int = typer.Option(None, help="Self-supervised steps (default 100 for adapt, 400 self-supervised)."),
     seed: int = typer.Option(0, help="Seed of every random choice."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),

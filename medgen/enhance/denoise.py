@@ -39,6 +39,8 @@ from medgen.io.provenance import mark
 METHODS = ("auto", "pretrained", "adapt", "self-supervised")
 NOISES = ("auto", *noise_models.NOISE_MODELS)
 ADAPT_LR, SCRATCH_LR = 1e-4, 2e-3
+# from scratch, Neighbor2Neighbor plateaus for ~150 steps before the PSNR rises (+5 dB at 300 on 64³)
+DEFAULT_STEPS = {"adapt": 100, "self-supervised": 400}
 
 
 @dataclass(frozen=True)
@@ -67,7 +69,7 @@ def denoise_array(
     model: str = DEFAULT_DENOISER,
     noise: str = "rician",
     sigma: float | None = None,
-    steps: int = 150,
+    steps: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     roi: tuple[int, int, int] = DEFAULT_ROI,
@@ -78,7 +80,7 @@ def denoise_array(
     Args:
         noise: ``"rician"``, ``"gaussian"`` or ``"poisson"`` (not ``"auto"`` here).
         sigma: noise std in the units of ``x``; estimated when None (ignored for ``"poisson"``).
-        steps: Neighbor2Neighbor optimiser steps for ``"adapt"`` / ``"self-supervised"``.
+        steps: Neighbor2Neighbor optimiser steps for ``"adapt"`` / ``"self-supervised"`` (None: 100 / 400).
         callback: ``callback(step, loss)`` during self-supervised training.
 
     Returns:
@@ -110,6 +112,7 @@ def denoise_array(
         net, card = load_denoiser(model)
         model_name = card.get("name", str(model))
     if method in ("adapt", "self-supervised"):
+        steps = DEFAULT_STEPS[method] if steps is None else steps
         lr = ADAPT_LR if method == "adapt" else SCRATCH_LR  # fine-tuning must not forget the pretraining
         fit_neighbor2neighbor(net, volume, sigma_n, steps=steps, lr=lr, seed=seed, device=device, callback=callback)
         info["steps"] = steps
@@ -133,7 +136,7 @@ def denoise(
     model: str = DEFAULT_DENOISER,
     noise: str = "auto",
     sigma: float | None = None,
-    steps: int = 150,
+    steps: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     callback: Callable[[int, float], None] | None = None,
@@ -146,7 +149,8 @@ def denoise(
         model: shipped model name, model folder or ``.safetensors`` file.
         noise: ``"auto"``, ``"rician"``, ``"gaussian"`` or ``"poisson"``.
         sigma: noise std in the scan's units; estimated when None.
-        steps, seed: self-supervised optimiser steps and the seed of every random choice.
+        steps, seed: self-supervised optimiser steps (None: 100 adapt, 400 self-supervised) and the
+            seed of every random choice.
 
     Returns:
         MetaTensor ``(C, X, Y, Z)`` float32 in the input's units and geometry, with provenance.
