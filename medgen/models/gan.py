@@ -5,8 +5,10 @@ a linear layer makes a ``size / 2**n`` seed volume, then ``n`` blocks of nearest
 convolution, normalisation and LeakyReLU. With ``label_classes > 0`` each normalisation is MONAI's
 SPADE block, modulated by the one-hot label map ``(B, label_classes, *size)`` (GauGAN-style), so the
 generated anatomy follows the labels. With ``mean_image`` a learned full-size image is added before the
-``tanh`` (the average anatomy of aligned data, learned in a few hundred steps). The discriminator is MONAI's ``PatchDiscriminator`` with
-spectral normalisation on every convolution (stable with the hinge loss).
+``tanh`` and the last convolution starts at zero: training starts from the average anatomy (the engine
+sets it from the training data) and the convolutions learn the variation. The discriminator is
+MONAI's ``PatchDiscriminator`` with spectral normalisation on every convolution (stable with the
+hinge loss).
 """
 
 from __future__ import annotations
@@ -59,7 +61,12 @@ class Generator(nn.Module):
         conv = nn.Conv3d if cfg.spatial_dims == 3 else nn.Conv2d
         self.out = conv(g.channels[-1], cfg.in_channels, 3, padding=1)
         self.channels0 = g.channels[0]
-        self.mean_image = nn.Parameter(torch.zeros(1, cfg.in_channels, *cfg.size)) if g.mean_image else None
+        self.mean_image = None
+        if g.mean_image:
+            self.mean_image = nn.Parameter(torch.zeros(1, cfg.in_channels, *cfg.size))
+            # Zero-initialised last convolution: training starts from the mean image and adds detail.
+            nn.init.zeros_(self.out.weight)
+            nn.init.zeros_(self.out.bias)
 
     def forward(self, z: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
         """``z`` ``(B, latent_dim)``; ``labels`` one-hot ``(B, label_classes, *size)`` if conditional."""

@@ -74,3 +74,13 @@ def test_ddpm_rows_drawn_with_their_own_generators_do_not_depend_on_the_batch():
                   generator=[torch.Generator().manual_seed(s) for s in (3, 4)])
     alone = sample(net, cfg.diffusion, [1, 1, 8, 8, 8], sampler="ddpm", generator=[torch.Generator().manual_seed(4)])
     assert torch.allclose(both[1:], alone, atol=1e-5) and not torch.allclose(both[:1], alone, atol=1e-3)
+
+
+def test_generator_with_mean_image_starts_from_that_image_for_every_latent():
+    cfg = ModelConfig(family="gan", size=[16, 16, 16],
+                      gan=GANConfig(latent_dim=8, channels=[16, 16, 16], mean_image=True))
+    gen = Generator(cfg).eval()
+    with torch.no_grad():
+        gen.mean_image.uniform_(-1, 1)
+        out = gen(torch.randn(3, 8, generator=torch.Generator().manual_seed(0)))
+    assert torch.allclose(out, torch.tanh(gen.mean_image).expand(3, -1, -1, -1, -1))
