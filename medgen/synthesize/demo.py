@@ -29,11 +29,11 @@ _DEMO_NETS = {
 _STEP_SHARE = {"vae": 0.5, "gan": 1.0, "rflow": 0.5}
 
 
-def demo_models(out: Path, *, steps: int = 200, overwrite: bool = False, progress: bool = True) -> dict[str, Path]:
+def demo_models(out: Path, *, steps: int = 150, overwrite: bool = False, progress: bool = True) -> dict[str, Path]:
     """Train the three demo models under ``out/runs``, write samples and ``generative_samples.png``.
 
     ``steps`` is the GAN's step count; the VAE and the rectified-flow model train for half as many
-    (the default takes about 4-5 minutes on 2 idle CPU cores).
+    (the default, 150, takes about 4 minutes on 2 idle CPU cores).
 
     Returns:
         ``{label: path}`` of the model folders, sample files and the montage.
