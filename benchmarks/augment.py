@@ -14,8 +14,14 @@ Throughput: cases/s a training loop receives from (1) MONAI's standard pipeline 
 (2) a synthetic pool on disk (``SyntheticPoolDataset``) with the same pipeline, (3) the equivalent
 TorchIO pipeline, (4) the standard pipeline + medgen augmentation.
 
+Train on synthetic, test on real (with ``--model``, a label-conditioned SPADE GAN): the same UNet trained on
+3 real subjects, on GAN image/label pairs rendered from their deformed label maps
+(:func:`medgen.evaluate.downstream.synthetic_pairs`), and on both; Dice on held-out real subjects.
+
     python benchmarks/augment.py --steps 150 --seeds 0 1 2      # ~10 min on 2 CPU cores
     python benchmarks/augment.py --quick                         # ~2 min
+    medgen train configs/brain3mm_gan_labels.yaml --out runs/spade
+    python benchmarks/augment.py --only tstr --model runs/spade/model
 """
 
 from __future__ import annotations
@@ -28,25 +34,25 @@ from pathlib import Path
 import numpy as np
 import torch
 from monai.data import DataLoader, Dataset
-from monai.inferers import sliding_window_inference
-from monai.losses import DiceCELoss
-from monai.metrics import DiceMetric
-from monai.networks.nets import UNet
 from monai.transforms import (
     Compose,
-    EnsureTyped,
-    NormalizeIntensityd,
     RandAdjustContrastd,
     RandAffined,
     RandFlipd,
     RandGaussianNoised,
     RandScaleIntensityd,
-    RandSpatialCropd,
 )
 from monai.utils import set_determinism
 
-from medgen.augment import RandDeformd, RandMRArtifactsd, SyntheticPoolDataset, write_pool
-from medgen.data import brain_cohort, simulate_subject
+from medgen.augment import RandDeformd, RandLesionInsertd, RandMRArtifactsd, SyntheticPoolDataset, write_pool
+from medgen.data import brain_cohort, ct_cohort, simulate_subject
+from medgen.evaluate.downstream import (
+    dice_per_class,
+    segmentation_pipeline,
+    synthetic_pairs,
+    train_on_synthetic_test_on_real,
+    train_segmenter,
+)
 
 PATCH = (48, 48, 48)
 KEYS = ["image", "label"]
@@ -69,48 +75,19 @@ def medgen_aug() -> list:
             RandMRArtifactsd("image", prob=0.8)]
 
 
-def pipeline(kind: str) -> Compose:
-    pre = [EnsureTyped(KEYS, track_meta=False)]
-    aug = {"none": [], "monai": standard_aug(), "monai+medgen": standard_aug() + medgen_aug()}[kind]
+def augmentation(kind: str) -> list:
+    """The augmentation of row ``kind``: ``none``, ``monai`` or ``monai+medgen``."""
     # medgen before MONAI's intensity steps: artefacts, then the global intensity jitter
-    if kind == "monai+medgen":
-        aug = medgen_aug() + standard_aug()
-    post = [NormalizeIntensityd("image", nonzero=False), RandSpatialCropd(KEYS, roi_size=PATCH, random_size=False)]
-    return Compose(pre + aug + post)
+    return {"none": [], "monai": standard_aug(), "monai+medgen": medgen_aug() + standard_aug()}[kind]
+
+
+def pipeline(kind: str) -> Compose:
+    return segmentation_pipeline(augmentation(kind), PATCH)
 
 
 def train_and_eval(kind: str, train: list, tests: dict[str, list], steps: int, seed: int) -> dict[str, np.ndarray]:
-    set_determinism(seed=seed)
-    net = UNet(3, 1, 4, channels=(8, 16, 32), strides=(2, 2), num_res_units=1)
-    opt = torch.optim.Adam(net.parameters(), 3e-3)
-    loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
-    loader = DataLoader(Dataset(train, pipeline(kind)), batch_size=2, shuffle=True, num_workers=0)
-    step = 0
-    net.train()
-    while step < steps:
-        for batch in loader:
-            opt.zero_grad()
-            loss = loss_fn(net(batch["image"]), batch["label"].long())
-            loss.backward()
-            opt.step()
-            step += 1
-            if step >= steps:
-                break
-    net.eval()
-    out = {}
-    norm = Compose([EnsureTyped(KEYS, track_meta=False), NormalizeIntensityd("image")])
-    for name, subjects in tests.items():
-        metric = DiceMetric(include_background=False, reduction="mean_batch")
-        for s in subjects:
-            d = norm(dict(s))
-            with torch.no_grad():
-                logits = sliding_window_inference(d["image"][None], PATCH, 4, net, overlap=0.25)
-            pred = torch.nn.functional.one_hot(logits.argmax(1), 4).movedim(-1, 1)
-            ref = torch.nn.functional.one_hot(d["label"][None, 0].long(), 4).movedim(-1, 1)
-            metric(pred, ref)
-        out[name] = metric.aggregate().numpy()
-    set_determinism(seed=None)
-    return out
+    net = train_segmenter(train, steps=steps, seed=seed, roi=PATCH, augment=augmentation(kind))
+    return {name: dice_per_class(net, subjects, roi=PATCH) for name, subjects in tests.items()}
 
 
 def segmentation(steps: int, seeds: list[int]) -> None:
@@ -139,6 +116,171 @@ def segmentation(steps: int, seeds: list[int]) -> None:
             cells.append(f"{per_class[0]:.1f} / {per_class[1]:.1f} / {per_class[2]:.1f} / "
                          f"**{np.mean(means):.1f}** ± {np.std(means):.1f}")
         print(f"| {kind} | {' | '.join(cells)} |")
+
+
+def tstr(model: str, steps: int, seeds: list[int], n_real: int, per_label: int) -> None:
+    """Train on synthetic, test on real: SPADE-GAN pairs rendered from the labels of ``n_real`` real subjects."""
+    # the GAN of configs/brain3mm_gan_labels.yaml saw cohort 0 subjects 2-11; the real training subjects
+    # are among them (their labels condition the synthetic pairs), the test subjects are from another cohort
+    real_train = brain_cohort(2 + n_real, resolution=3, seed=0, contrast="t1")[2:]
+    real_test = brain_cohort(3, resolution=3, seed=200, contrast="t1")
+    t0 = time.time()
+    synthetic = synthetic_pairs(model, real_train, per_item=per_label, seed=0, strength=0.5)
+    print(f"  rendered {len(synthetic)} synthetic pairs: {time.time() - t0:.0f} s", flush=True)
+    runs = []
+    for seed in seeds:
+        t0 = time.time()
+        runs.append(train_on_synthetic_test_on_real(synthetic, real_train, real_test, steps=steps, seed=seed,
+                                                    roi=PATCH)["rows"])
+        print(f"  trained the TSTR rows, seed {seed}: {time.time() - t0:.0f} s", flush=True)
+    print(f"\nTSTR Dice x100 on {len(real_test)} held-out real T1 subjects (CSF / GM / WM / mean ± sd over "
+          f"{len(seeds)} seeds), {steps} steps; synthetic = {model}")
+    print("| train on | n | CSF | GM | WM | mean | vs real |")
+    print("|---|---|---|---|---|---|---|")
+    for i, row in enumerate(runs[0]):
+        cells = {c: np.mean([r[i][c] for r in runs]) * 100 for c in ("CSF", "GM", "WM")}
+        means = [r[i]["mean"] * 100 for r in runs]
+        ratio = np.mean([r[i]["vs real"] for r in runs])
+        print(f"| {row['train on']} | {row['n_train']} | {cells['CSF']:.1f} | {cells['GM']:.1f} | {cells['WM']:.1f} | "
+              f"**{np.mean(means):.1f}** ± {np.std(means):.1f} | {ratio:.2f} |")
+
+
+class TinyFPN(torch.nn.Module):
+    """A 2-level feature pyramid (strides 2 and 4, ``out_channels`` each) small enough for CPU detection.
+
+    MONAI's ``resnet_fpn_feature_extractor`` needs torchvision and has 256 FPN channels.
+    """
+
+    def __init__(self, out_channels: int = 16) -> None:
+        super().__init__()
+        from monai.networks.blocks import Convolution
+
+        def conv(i: int, o: int, stride: int) -> Convolution:
+            return Convolution(3, i, o, strides=stride, kernel_size=3, norm=("group", {"num_groups": 8}), act="relu")
+
+        self.out_channels = out_channels
+        self.stride2 = torch.nn.Sequential(conv(1, 8, 1), conv(8, 16, 2))
+        self.stride4 = torch.nn.Sequential(conv(16, 32, 2), conv(32, 32, 1))
+        self.lateral2, self.lateral4 = torch.nn.Conv3d(16, out_channels, 1), torch.nn.Conv3d(32, out_channels, 1)
+
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        f2 = self.stride2(x)
+        p4 = self.lateral4(self.stride4(f2))
+        return [self.lateral2(f2) + torch.nn.functional.interpolate(p4, size=f2.shape[2:], mode="nearest"), p4]
+
+
+def _detector():
+    import monai.apps.detection.networks.retinanet_detector as rd
+    from monai.apps.detection.networks.retinanet_network import RetinaNet
+    from monai.apps.detection.utils.anchor_utils import AnchorGeneratorWithAnchorShape
+
+    # MONAI tests isinstance(matcher, torchvision's Matcher) even with its own ATSS matcher; medgen has no torchvision
+    if not isinstance(rd.Matcher, type):
+        rd.Matcher = type("TorchvisionMatcherUnavailable", (), {})
+    anchors = AnchorGeneratorWithAnchorShape(feature_map_scales=(1, 2), base_anchor_shapes=((4, 4, 4), (6, 6, 6)))
+    det = rd.RetinaNetDetector(RetinaNet(3, 1, 2, TinyFPN(), size_divisible=4), anchors)
+    det.set_atss_matcher(num_candidates=4, center_in_gt=False)
+    det.set_hard_negative_sampler(batch_size_per_image=64, positive_fraction=0.3, pool_size=20, min_neg=16)
+    det.set_box_selector_parameters(score_thresh=0.02, topk_candidates_per_level=1000, nms_thresh=0.22,
+                                    detections_per_img=50)
+    return det
+
+
+def _ct_items(n: int, seed: int, **kwargs) -> list[dict]:
+    """CT phantoms with host masks for lesion insertion: ``organs`` (liver, spleen, kidneys) and ``lung``."""
+    items = []
+    for s in ct_cohort(n, seed=seed, **kwargs):
+        label = s["label"].as_tensor()
+        items.append({"image": s["image"], "label": s["label"], "boxes": s["boxes"], "box_labels": s["box_labels"],
+                      "organs": ((label >= 4) & (label <= 6)).to(torch.uint8), "lung": (label == 3).to(torch.uint8)})
+    return items
+
+
+def _window(x: torch.Tensor) -> torch.Tensor:
+    return ((torch.as_tensor(x).float().clamp(-200.0, 250.0) + 200.0) / 450.0).as_subclass(torch.Tensor)
+
+
+def lesion_insertion() -> list:
+    """Procedural lesions like the phantom's: hypodense in liver/spleen/kidneys, soft-tissue nodules in the lungs."""
+    boxes = {"box_keys": "boxes", "label_keys": "box_labels", "lesion_label": 8, "box_class": 0,
+             "radius_mm": (5.0, 20.0)}
+    return [RandLesionInsertd("image", "label", mask_key="organs", contrast=(-60.0, -25.0), prob=0.8, **boxes),
+            RandLesionInsertd("image", "label", mask_key="lung", contrast=(780.0, 880.0), prob=0.5, **boxes)]
+
+
+def train_detector(train: list, augment: list, steps: int, seed: int):
+    set_determinism(seed=seed)
+    det = _detector()
+    opt = torch.optim.Adam(det.network.parameters(), 1e-3)
+    data = Dataset(train, Compose(augment) if augment else None)
+    rng = np.random.default_rng(seed)
+    det.train()
+    for _ in range(steps):
+        batch = [data[int(i)] for i in rng.choice(len(data), size=2, replace=False)]
+        losses = det([_window(b["image"]) for b in batch],
+                     [{"boxes": torch.as_tensor(b["boxes"]).reshape(-1, 6).float(),
+                       "labels": torch.as_tensor(b["box_labels"]).reshape(-1).long()} for b in batch])
+        opt.zero_grad()
+        (losses["classification"] + losses["box_regression"]).backward()
+        opt.step()
+    set_determinism(seed=None)
+    return det.eval()
+
+
+@torch.no_grad()
+def detection_scores(det, test: list, iou: float = 0.1, fps: tuple = (1, 2, 4)) -> dict[str, float]:
+    """Sensitivity at ``fps`` false positives per volume (FROC, greedy match at IoU >= ``iou``) and COCO mAP."""
+    from monai.apps.detection.metrics.coco import COCOMetric
+    from monai.apps.detection.metrics.matching import matching_batch
+    from monai.data.box_utils import box_iou
+    from monai.metrics import compute_froc_curve_data
+
+    preds = [det([_window(s["image"])])[0] for s in test]
+    tp, fp = [], []
+    for p, s in zip(preds, test):
+        gt, taken = s["boxes"].numpy(), set()
+        overlap = box_iou(p["boxes"].numpy(), gt) if len(gt) and len(p["boxes"]) else np.zeros((len(p["boxes"]), 0))
+        for k in np.argsort(-p["labels_scores"].numpy()):
+            free = [j for j in np.argsort(-overlap[k]) if overlap[k, j] >= iou and j not in taken]
+            score = float(p["labels_scores"][k])
+            (tp if free else fp).append(score)
+            taken.update(free[:1])
+    n_targets = sum(len(s["boxes"]) for s in test)
+    fps_per_image, sensitivity = compute_froc_curve_data(np.asarray(fp), np.asarray(tp), n_targets, len(test))
+    out = {f"sens@{f}FP": float(np.interp(f, fps_per_image[::-1], sensitivity[::-1])) for f in fps}
+    out["max FP/vol"] = float(fps_per_image.max()) if len(fps_per_image) else 0.0
+    coco = COCOMetric(classes=["lesion"], iou_list=[iou], iou_range=(0.1, 0.5, 0.05), max_detection=[50],
+                      verbose=False)
+    matched = matching_batch(box_iou, coco.iou_thresholds, [p["boxes"].numpy() for p in preds],
+                             [p["labels"].numpy() for p in preds], [p["labels_scores"].numpy() for p in preds],
+                             [s["boxes"].numpy() for s in test], [s["box_labels"].numpy() for s in test],
+                             max_detections=50)
+    scores = coco(matched)[0]
+    out["AP@0.1"] = float(next(v for k, v in scores.items() if k.startswith("AP_IoU_0.10")))
+    out["mAP@0.1:0.5"] = float(next(v for k, v in scores.items() if k.startswith("mAP_IoU")))
+    return out
+
+
+def detection(steps: int, seeds: list[int], n_train: int) -> None:
+    train = _ct_items(n_train, seed=10, n_lesions=(1, 1))
+    test = _ct_items(8, seed=20)
+    n_lesions = sum(len(s["boxes"]) for s in test)
+    rows = {}
+    for name, augment in (("real only", []), ("real + RandLesionInsertd", lesion_insertion())):
+        runs = []
+        for seed in seeds:
+            t0 = time.time()
+            runs.append(detection_scores(train_detector(train, augment, steps, seed), test))
+            print(f"  trained detector {name!r} seed {seed}: {time.time() - t0:.0f} s", flush=True)
+        rows[name] = runs
+    cols = list(rows["real only"][0])
+    print(f"\nLesion detection, RetinaNet (tiny FPN) on {n_train} CT phantoms with 1 real lesion each, {steps} steps; "
+          f"test: 8 phantoms, {n_lesions} lesions; IoU >= 0.1; mean ± sd over {len(seeds)} seeds")
+    print("| training data | " + " | ".join(cols) + " |")
+    print("|---|" + "---|" * len(cols))
+    for name, runs in rows.items():
+        print(f"| {name} | " + " | ".join(f"{np.mean([r[c] for r in runs]):.2f} ± {np.std([r[c] for r in runs]):.2f}"
+                                         for c in cols) + " |")
 
 
 def _rate(dataset, n: int) -> float:
@@ -186,15 +328,28 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cases", type=int, default=12, help="cases for the throughput table")
     parser.add_argument("--quick", action="store_true", help="40 steps, 1 seed")
-    parser.add_argument("--only", choices=["segmentation", "throughput"])
+    parser.add_argument("--only", choices=["segmentation", "throughput", "tstr", "detection"])
+    parser.add_argument("--det-steps", type=int, default=200, help="detector training steps")
+    parser.add_argument("--det-train", type=int, default=4, help="training CT phantoms (1 real lesion each)")
+    parser.add_argument("--model", help="label-conditioned GAN model folder (configs/brain3mm_gan_labels.yaml) "
+                        "for the train-on-synthetic, test-on-real table")
+    parser.add_argument("--real", type=int, default=3, help="real labelled subjects for the TSTR table")
+    parser.add_argument("--per-label", type=int, default=4, help="synthetic pairs per real label map")
     args = parser.parse_args()
+    if args.only == "tstr" and not args.model:
+        parser.error("--only tstr needs --model (a label-conditioned GAN, e.g. after "
+                     "'medgen train configs/brain3mm_gan_labels.yaml')")
     torch.set_num_threads(1)
     if args.quick:
-        args.steps, args.seeds, args.cases = 40, [0], 6
-    if args.only != "segmentation":
+        args.steps, args.seeds, args.cases, args.det_steps = 40, [0], 6, 40
+    if args.only in (None, "throughput"):
         throughput(args.cases)
-    if args.only != "throughput":
+    if args.only in (None, "segmentation"):
         segmentation(args.steps, args.seeds)
+    if args.only in (None, "tstr") and args.model:
+        tstr(args.model, args.steps, args.seeds, args.real, args.per_label)
+    if args.only in (None, "detection"):
+        detection(args.det_steps, args.seeds, args.det_train)
 
 
 if __name__ == "__main__":

@@ -28,18 +28,29 @@ def evaluate(
                                   "(default: --real)."),
     features: Path = typer.Option(None, "--features", help="Local MedicalNet/RadImageNet weights for FID/MMD "
                                   "(default: medgen's shipped self-supervised network)."),
+    downstream: bool = typer.Option(False, "--downstream", help="Also train a small segmentation UNet on the "
+                                    "synthetic image/label pairs and test it on held-out real scans (TSTR Dice); "
+                                    "--real and --synthetic then need labels (images/ + labels/, as 'medgen data "
+                                    "export' writes)."),
+    downstream_steps: int = typer.Option(150, help="Training steps per segmenter for --downstream."),
+    downstream_roi: int = typer.Option(48, help="Crop side (voxels) the --downstream segmenters train on."),
 ) -> None:
     """Compare synthetic (and enhanced) scans with real ones and write an HTML report."""
     from medgen.evaluate.suite import evaluate_sets, load_folder, write_evaluation_report
 
     with console.status("loading scans"):
-        real_set, syn_set = load_folder(real), load_folder(synthetic)
+        labelled = (_labelled(synthetic), _labelled(real)) if downstream else None  # (synthetic, real) items
+        if labelled:
+            syn_set, real_set = [[(it["subject_id"], it["image"]) for it in group] for group in labelled]
+        else:
+            real_set, syn_set = load_folder(real), load_folder(synthetic)
         enh_set = load_folder(enhanced) if enhanced else []
         in_set = load_folder(inputs) if inputs else []
         train_set = load_folder(training) if training else None
-    with console.status("computing metrics, QC flow and memorisation audit"):
+    with console.status("computing metrics, QC flow, memorisation audit" + (", TSTR Dice" if downstream else "")):
         results = evaluate_sets(real_set, syn_set, enhanced=enh_set, inputs=in_set, training=train_set,
-                                features=features)
+                                features=features, downstream=labelled,
+                                downstream_steps=downstream_steps, downstream_roi=(downstream_roi,) * 3)
     with console.status("writing the report"):
         page = write_evaluation_report(results, real_set, syn_set, out, enhanced=enh_set, inputs=in_set)
     table = Table(title=f"features: {results['features']}")
@@ -48,10 +59,25 @@ def evaluate(
     for row in results["metrics"]:
         table.add_row(row["metric"], f"{row['value']:.4g}")
     console.print(table)
+    if "downstream" in results:
+        tstr = Table(title=f"TSTR Dice on {results['downstream']['n_test']} held-out real scans")
+        for col in ("train on", "n_train", "CSF", "GM", "WM", "mean", "vs real"):
+            tstr.add_column(col, justify="left" if col == "train on" else "right")
+        for row in results["downstream"]["rows"]:
+            tstr.add_row(row["train on"], str(row["n_train"]),
+                         *[f"{row[c]:.3f}" for c in ("CSF", "GM", "WM", "mean", "vs real")])
+        console.print(tstr)
     flagged = [r["name"] for r in results["qc"] if r["flag"]]
     console.print(f"QC flags: {', '.join(flagged) or 'none'}; near-copies: "
                   f"{', '.join(results['privacy']['flagged']) or 'none'}")
     console.print(f"wrote [bold]{page}[/bold]")
+
+
+def _labelled(folder: Path) -> list[dict]:
+    """Image/label items of ``folder`` (``medgen.data.load_folder``, loaded)."""
+    from medgen.data import load_folder as load_items
+
+    return load_items(folder, load=True)
 
 
 @app.command()

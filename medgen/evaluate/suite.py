@@ -10,7 +10,9 @@
 - privacy: :func:`~medgen.evaluate.privacy.memorisation_audit` of synthetic vs ``training`` (default:
   the real set);
 - enhancement (when ``enhanced`` and their ``inputs`` are given): fidelity against same-named real
-  scans (:mod:`medgen.evaluate.fidelity`) and the per-region hallucination check.
+  scans (:mod:`medgen.evaluate.fidelity`) and the per-region hallucination check;
+- downstream utility (when ``downstream`` image/label items are given): train-on-synthetic,
+  test-on-real segmentation Dice next to the train-on-real baseline (:mod:`medgen.evaluate.downstream`).
 
 :func:`write_evaluation_report` and :func:`write_run_report` turn results into the HTML page.
 """
@@ -54,6 +56,8 @@ def _stem(path: Path) -> str:
 def evaluate_sets(
     real: Named, synthetic: Named, *, enhanced: Named = (), inputs: Named = (), training: Named | None = None,
     features: str | Path | None = None, qc_steps: int = 300, seed: int = 0,
+    downstream: tuple[Sequence[dict], Sequence[dict]] | None = None, downstream_steps: int = 150,
+    downstream_roi: Sequence[int] = (48, 48, 48),
 ) -> dict[str, Any]:
     """All metrics of ``synthetic`` (and ``enhanced``) against ``real``; see the module docstring.
 
@@ -61,6 +65,9 @@ def evaluate_sets(
         real, synthetic, enhanced, inputs, training: ``(name, (C, X, Y, Z) scan)`` pairs; ``inputs``
             are the enhancement inputs, matched to ``enhanced`` by name.
         features: local MedicalNet/RadImageNet weights for FID/MMD (default: medgen's shipped network).
+        downstream: ``(synthetic_items, real_items)`` with ``"image"`` and ``"label"`` (0-3) each: half the
+            real items (the last by ``subject_id``) are held out to test segmenters trained for
+            ``downstream_steps`` steps on ``downstream_roi`` crops (:func:`~medgen.evaluate.downstream.tstr_holdout`).
     """
     from medgen.evaluate.features import fid, load_feature_extractor, mmd
     from medgen.evaluate.privacy import memorisation_audit
@@ -68,6 +75,10 @@ def evaluate_sets(
 
     if len(real) < 2 or len(synthetic) < 1:
         raise DataError("evaluation needs at least 2 real scans and 1 synthetic scan")
+    if downstream is not None:
+        from medgen.evaluate.downstream import check_tstr_inputs
+
+        check_tstr_inputs(*downstream)
     real_scans, syn_scans = [s for _, s in real], [s for _, s in synthetic]
     out: dict[str, Any] = {"n_real": len(real), "n_synthetic": len(synthetic)}
 
@@ -102,6 +113,10 @@ def evaluate_sets(
                                         training_names=[n for n, _ in train])
     if enhanced:
         out["enhancement"] = _enhancement(real, enhanced, inputs)
+    if downstream is not None:
+        from medgen.evaluate.downstream import tstr_holdout
+
+        out["downstream"] = tstr_holdout(*downstream, steps=downstream_steps, seed=seed, roi=downstream_roi)
     return out
 
 
@@ -200,6 +215,15 @@ def write_evaluation_report(
             page.table(f"Hallucination check: {name} (change per region; flag = beyond the input's noise)", rows_,
                        ["region", "volume_ml", "mean_abs", "p99_abs", "mean_signed", "mean_abs_sigma",
                         "p99_abs_sigma", "flag"])
+    tstr = results.get("downstream")
+    if tstr:
+        page.heading("Downstream utility: train on synthetic, test on real")
+        page.text(f"A 3D UNet trained {tstr['steps']} steps (seed {tstr['seed']}, {tstr['roi']} crops) on each set; "
+                  f"Dice on {tstr['n_test']} held-out real scans ({', '.join(tstr['test_subjects'])}). Compare rows "
+                  "with each other, not with published Dice; 'vs real' = mean Dice / train-on-real mean Dice.",
+                  note=True)
+        page.table("TSTR segmentation Dice", tstr["rows"],
+                   ["train on", "n_train", "CSF", "GM", "WM", "mean", "vs real"])
     _write_json(out / "metrics.json", results)
     return page.write(out)
 
