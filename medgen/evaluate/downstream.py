@@ -48,7 +48,7 @@ from monai.transforms import (
 from monai.utils import set_determinism
 
 from medgen.errors import DataError
-from medgen.io.meta import affine_of, spacing_from_affine
+from medgen.io.meta import affine_of, like, spacing_from_affine
 
 KEYS = ["image", "label"]
 ROI = (48, 48, 48)
@@ -272,10 +272,15 @@ def synthetic_pairs(
             pair_seed = seed + i * per_item + k
             deform.set_random_state(pair_seed)
             label = deform({"label": item["label"]})["label"]
-            coarse = Spacing(pixdim=list(model_spacing), mode="nearest")(label.float())
+            same_grid = np.allclose(spacing_from_affine(affine_of(label)), model_spacing, rtol=0.01)
+            coarse = label.float() if same_grid else Spacing(pixdim=list(model_spacing), mode="nearest")(label.float())
             render.set_random_state(pair_seed)
             image = render({"image": coarse.clone(), "label": coarse})["image"]
-            image = ResampleToMatch(mode="bilinear", padding_mode="border")(image, img_dst=label)
+            # voxel for voxel on the coarse label's grid; RandSyntheticPaird's affine can be a voxel off
+            # after its pad/crop to the model size, so the geometry is taken from the label
+            image = like(coarse, torch.as_tensor(image).as_subclass(torch.Tensor), synthetic=True)
+            if not same_grid:
+                image = ResampleToMatch(mode="bilinear", padding_mode="border")(image, img_dst=label)
             image.meta["synthetic"] = True
             out.append({"image": image, "label": label.to(torch.uint8),
                         "subject_id": f"{item.get('subject_id', i)}-syn{k}"})

@@ -43,14 +43,15 @@ def test_tstr_rows_share_steps_and_report_ratio_to_the_real_baseline(cohort_a, c
     assert table["steps"] == 2 and table["n_test"] == 1
 
 
-def test_synthetic_pairs_render_at_the_model_scale_on_the_label_grid(tmp_path, cohort_a):
-    cfg = from_dict(ModelConfig, {"family": "gan", "size": [32, 40, 32],
+@pytest.mark.parametrize("mm,size", [(6.0, [32, 40, 32]), (3.0, [64, 80, 64])])
+def test_synthetic_pairs_render_at_the_model_scale_on_the_label_grid(tmp_path, cohort_a, mm, size):
+    cfg = from_dict(ModelConfig, {"family": "gan", "size": size,
                                   "gan": {"latent_dim": 8, "channels": [8, 4], "label_classes": 4}}, "model")
     torch.manual_seed(0)
     folder = tmp_path / "spade"
     write_model(folder, run_config={"model": to_dict(cfg)}, network=build_network(cfg),
                 normalization=Normalization("percentile", 0.0, 1.0),
-                reference={"affine": np.diag([6.0, 6.0, 6.0, 1.0]).tolist()}, card="tiny untrained 6 mm test model")
+                reference={"affine": np.diag([mm, mm, mm, 1.0]).tolist()}, card=f"tiny untrained {mm} mm test model")
     real = cohort_a[:1]
     pairs = synthetic_pairs(folder, real, per_item=2, seed=0)
     again = synthetic_pairs(folder, real, per_item=2, seed=0)
@@ -61,8 +62,8 @@ def test_synthetic_pairs_render_at_the_model_scale_on_the_label_grid(tmp_path, c
         assert torch.equal(p["label"], q["label"]) and torch.allclose(p["image"], q["image"])
         assert set(p["label"].unique().tolist()) == {0, 1, 2, 3}
         assert not torch.equal(p["label"], real[0]["label"])  # deformed: new anatomy
-        # rendered from the whole label at 6 mm, not from a 32-voxel centre crop of the 3 mm map (which would
-        # leave the outer 3 mm voxels at the padding value)
+        # rendered from the whole label at the model's scale, not from a centre crop of the 3 mm map (which
+        # would leave the outer voxels at the padding value)
         assert float(p["image"][0, :12].std()) > 0 and float(p["image"][0, -12:].std()) > 0
     assert not torch.equal(pairs[0]["label"], pairs[1]["label"])
 
