@@ -8,6 +8,7 @@ from monai.transforms import Compose, Invertd
 
 from medgen.augment import RandDeform, RandDeformd
 from medgen.augment._boxes import box_of_mask
+from medgen.data import simulate_subject, subject_seed
 
 
 def _lesion(shape, centre, radii) -> torch.Tensor:
@@ -63,8 +64,10 @@ def test_box_that_leaves_the_volume_is_dropped_with_its_label(subject):
     assert out["box_labels"][0] == 1
 
 
-def test_inverse_and_invertd_bring_prediction_back_to_the_original_grid(subject):
-    case = _case(subject)
+def test_inverse_and_invertd_bring_prediction_back_to_the_original_grid():
+    # noise-free subject: two bilinear resamplings smooth Rician noise, which would hide the warp error
+    clean = simulate_subject(subject_seed(0, 0), 3, "t1", noise=0.0)
+    case = _case({"image": clean["image"], "label": clean["label"]})
     t = Compose([_deform(seed=2)])
     out = t(case)
     # at inference: a "prediction" in the deformed space goes back through the label's trace
@@ -74,7 +77,8 @@ def test_inverse_and_invertd_bring_prediction_back_to_the_original_grid(subject)
     forward_change = (out["image"] - case["image"]).abs().mean()
     back = t.inverse(out)  # (pops the trace of `out` in place, as MONAI's inverses do)
     assert (back["label"] != case["label"]).float().mean() < 0.02
-    assert (back["image"] - case["image"]).abs().mean() < 0.4 * forward_change
+    # the inverse undoes most of the warp; what remains is the blur of two bilinear resamplings
+    assert (back["image"] - case["image"]).abs().mean() < 0.5 * forward_change
     assert torch.allclose(back["boxes"][0], case["boxes"][0], atol=1.5)
 
 
