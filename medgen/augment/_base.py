@@ -51,7 +51,19 @@ def like_input(out: torch.Tensor | np.ndarray, img: Any) -> Any:
     return result
 
 
-class SeededRandomTransform(RandomizableTransform, InvertibleTransform, ThreadUnsafe):
+class SeedDrawing(RandomizableTransform):
+    """A MONAI randomizable transform that draws one integer ``seed`` per call from its own random
+    state (so ``set_random_state``, ``Compose`` and DataLoader worker seeding reach it); the
+    deterministic work then runs from that seed alone, which the applied-operations trace records."""
+
+    seed: int = 0
+
+    def randomize(self, data: Any = None) -> None:
+        super().randomize(None)
+        self.seed = draw_seed(self.R)
+
+
+class SeededRandomTransform(SeedDrawing, InvertibleTransform, ThreadUnsafe):
     """An array transform ``(C, X, Y, Z) -> (C, X, Y, Z)`` whose draw is one seed per call.
 
     Subclasses implement :meth:`apply` (deterministic given the seed). ``ThreadUnsafe``: the last
@@ -63,10 +75,6 @@ class SeededRandomTransform(RandomizableTransform, InvertibleTransform, ThreadUn
     def __init__(self, prob: float = 1.0) -> None:
         RandomizableTransform.__init__(self, prob)
         self.seed = 0
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        self.seed = draw_seed(self.R)
 
     def apply(self, img: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict[str, Any]]:
         """The transform for one ``seed``: returns the new image and what was done (JSON-able)."""
@@ -86,7 +94,7 @@ class SeededRandomTransform(RandomizableTransform, InvertibleTransform, ThreadUn
         return untrace(self, data)
 
 
-class SeededRandomTransformd(RandomizableTransform, MapTransform, InvertibleTransform, ThreadUnsafe):
+class SeededRandomTransformd(SeedDrawing, MapTransform, InvertibleTransform, ThreadUnsafe):
     """Dictionary twin of a :class:`SeededRandomTransform`: one draw per call, the same for every key.
 
     Subclasses set ``array_class``; keyword arguments other than ``keys``, ``prob`` and
@@ -101,10 +109,6 @@ class SeededRandomTransformd(RandomizableTransform, MapTransform, InvertibleTran
         RandomizableTransform.__init__(self, prob)
         self.transform = self.array_class(prob=1.0, **kwargs)
         self.seed = 0
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        self.seed = draw_seed(self.R)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

@@ -35,7 +35,7 @@ from monai.transforms import InvertibleTransform, MapTransform, RandomizableTran
 from monai.transforms.traits import ThreadUnsafe
 from monai.utils import TransformBackends, ensure_tuple, ensure_tuple_rep
 
-from medgen.augment._base import draw_seed, like_input
+from medgen.augment._base import SeedDrawing, like_input
 from medgen.augment._boxes import move_boxes
 from medgen.data.deform import DeformationParams, displacement, sampling_positions
 
@@ -83,7 +83,7 @@ def warp_volume(img: torch.Tensor, u: torch.Tensor, mode: str = "bilinear", padd
     return like_input(out, img)
 
 
-class RandDeform(RandomizableTransform, InvertibleTransform, ThreadUnsafe):
+class RandDeform(SeedDrawing, InvertibleTransform, ThreadUnsafe):
     """Random smooth diffeomorphism of one ``(C, X, Y, Z)`` array (see module docstring).
 
     Args:
@@ -100,10 +100,6 @@ class RandDeform(RandomizableTransform, InvertibleTransform, ThreadUnsafe):
         RandomizableTransform.__init__(self, prob)
         self.strength, self.mode, self.padding_mode = strength, mode, padding_mode
         self.seed = 0
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        self.seed = draw_seed(self.R)
 
     def __call__(self, img: torch.Tensor, randomize: bool = True) -> torch.Tensor:
         if randomize:
@@ -123,7 +119,7 @@ class RandDeform(RandomizableTransform, InvertibleTransform, ThreadUnsafe):
         return warp_volume(data, invert_displacement(u), self.mode, self.padding_mode)
 
 
-class RandDeformd(RandomizableTransform, MapTransform, InvertibleTransform, ThreadUnsafe):
+class RandDeformd(SeedDrawing, MapTransform, InvertibleTransform, ThreadUnsafe):
     """Deform images, label maps and detection boxes of one case with the same random field.
 
     Args:
@@ -167,10 +163,6 @@ class RandDeformd(RandomizableTransform, MapTransform, InvertibleTransform, Thre
         self.modes = ensure_tuple_rep(mode, len(self.image_keys))
         self.strength, self.padding_mode, self.ellipse_mask = strength, padding_mode, ellipse_mask
         self.seed = 0
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        self.seed = draw_seed(self.R)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

@@ -29,7 +29,7 @@ from monai.transforms.traits import ThreadUnsafe
 from monai.utils import TransformBackends
 from scipy import ndimage
 
-from medgen.augment._base import draw_seed, like_input, untrace
+from medgen.augment._base import SeedDrawing, like_input, untrace
 from medgen.augment._boxes import box_of_mask
 
 
@@ -47,7 +47,7 @@ def procedural_lesion(
     return np.clip((1.0 - rho) / rim + 0.5, 0.0, 1.0)
 
 
-class RandLesionInsertd(RandomizableTransform, MapTransform, InvertibleTransform, ThreadUnsafe):
+class RandLesionInsertd(SeedDrawing, MapTransform, InvertibleTransform, ThreadUnsafe):
     """Insert a procedural lesion (see module docstring) into image, label map and boxes.
 
     Args:
@@ -78,10 +78,6 @@ class RandLesionInsertd(RandomizableTransform, MapTransform, InvertibleTransform
         self.lesion_label, self.box_class = lesion_label, box_class
         self.radius_mm, self.contrast, self.texture = tuple(radius_mm), tuple(contrast), texture
         self.seed = 0
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        self.seed = draw_seed(self.R)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

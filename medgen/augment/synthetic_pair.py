@@ -26,14 +26,14 @@ from monai.transforms import InvertibleTransform, MapTransform, RandomizableTran
 from monai.transforms.traits import ThreadUnsafe
 from monai.utils import TransformBackends
 
-from medgen.augment._base import draw_seed, like_input
+from medgen.augment._base import SeedDrawing, like_input
 from medgen.augment._generative import from_model_space, one_hot_labels
 from medgen.augment._lazy_model import LazyModel
 from medgen.augment.deform import invert_displacement, random_displacement, spacing_of, warp_volume
 from medgen.errors import ConfigError
 
 
-class RandSyntheticPaird(RandomizableTransform, MapTransform, InvertibleTransform, ThreadUnsafe):
+class RandSyntheticPaird(SeedDrawing, MapTransform, InvertibleTransform, ThreadUnsafe):
     """Replace ``(image, label)`` by a synthetic pair from the deformed label (see module docstring).
 
     Args:
@@ -55,10 +55,6 @@ class RandSyntheticPaird(RandomizableTransform, MapTransform, InvertibleTransfor
         self.image_key, self.label_key = image_key, label_key
         self.model, self.strength = LazyModel(model, device), strength
         self.seed = 0
-
-    def randomize(self, data: Any = None) -> None:
-        super().randomize(None)
-        self.seed = draw_seed(self.R)
 
     def __call__(self, data: Mapping[Hashable, torch.Tensor]) -> dict[Hashable, torch.Tensor]:
         d = dict(data)

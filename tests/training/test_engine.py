@@ -84,12 +84,7 @@ def test_2d_rflow_model_with_condition_and_guidance(tmp_path, tiny_config):
 
 def test_ct_model_returns_hounsfield_units(tmp_path, tiny_config):
     pytest.importorskip("medgen.data", reason="built-in data")
-    from medgen.training.data import _data_api
 
-    try:
-        _data_api("ct_cohort")
-    except Exception:
-        pytest.skip("medgen.data.ct_cohort not available yet")
     cfg = tiny_config("gan", data={"source": "ct", "downsample": 1}, train={"steps": 1})
     result = train(parse_config(cfg), tmp_path / "run", device="cpu", progress=False)
     model = load_model(result.model_dir)
