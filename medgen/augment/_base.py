@@ -12,6 +12,7 @@ unchanged. That keeps ``Invertd`` working through pipelines that mix medgen and 
 
 from __future__ import annotations
 
+from abc import abstractmethod
 from collections.abc import Hashable, Mapping
 from typing import Any
 
@@ -76,9 +77,9 @@ class SeededRandomTransform(SeedDrawing, InvertibleTransform, ThreadUnsafe):
         RandomizableTransform.__init__(self, prob)
         self.seed = 0
 
+    @abstractmethod
     def apply(self, img: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict[str, Any]]:
         """The transform for one ``seed``: returns the new image and what was done (JSON-able)."""
-        raise NotImplementedError
 
     def __call__(self, img: torch.Tensor, randomize: bool = True) -> torch.Tensor:
         if randomize:
