@@ -29,6 +29,7 @@ import torch
 from medgen.errors import DataError
 from medgen.evaluate import distributions as dist
 from medgen.evaluate import report as rp
+from medgen.io.atomic import full_suffix
 from medgen.io.load import load_scan, scan_format
 
 Named = Sequence[tuple[str, torch.Tensor]]
@@ -42,15 +43,7 @@ def load_folder(folder: str | Path) -> list[tuple[str, torch.Tensor]]:
     files = [p for p in sorted(folder.iterdir()) if p.is_file() and scan_format(p) in ("nifti", "itk")]
     if not files:
         raise DataError(f"{folder}: no scans (.nii, .nii.gz, .nrrd, .mha, .mhd) in this folder")
-    return [(_stem(p), load_scan(p)) for p in files]
-
-
-def _stem(path: Path) -> str:
-    name = path.name
-    for suffix in (".nii.gz", ".nii", ".nrrd", ".nhdr", ".mha", ".mhd"):
-        if name.lower().endswith(suffix):
-            return name[: -len(suffix)]
-    return name
+    return [(p.name[: len(p.name) - len(full_suffix(p))], load_scan(p)) for p in files]
 
 
 def evaluate_sets(
