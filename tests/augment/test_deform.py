@@ -79,7 +79,12 @@ def test_inverse_and_invertd_bring_prediction_back_to_the_original_grid():
     assert (back["label"] != case["label"]).float().mean() < 0.02
     # the inverse undoes most of the warp; what remains is the blur of two bilinear resamplings
     assert (back["image"] - case["image"]).abs().mean() < 0.5 * forward_change
-    assert torch.allclose(back["boxes"][0], case["boxes"][0], atol=1.5)
+    # boxes come back around the original lesion box, up to ~2 voxels looser per face: the inverse warps
+    # the ellipsoid inscribed in the *warped* box, which is not the warped ellipsoid, and nearest-neighbour
+    # rounding at voxel edges makes the exact voxel platform-dependent
+    back_box, orig_box = back["boxes"][0].as_tensor(), case["boxes"][0]
+    assert torch.allclose(back_box, orig_box, atol=2.0), (back_box, orig_box)
+    assert (back_box[:3] <= orig_box[:3] + 1).all() and (back_box[3:] >= orig_box[3:] - 1).all()
 
 
 def test_array_variant_is_reproducible_by_seed(subject):
