@@ -9,7 +9,9 @@ Training data (all built in, nothing downloaded):
 - the MNI152 2009 T1 at 1 mm and 2 mm (:func:`medgen.data.mni152`), in its own T1 contrast with a
   random gamma, and in random *synthetic contrasts* made from its CSF/GM/WM probability maps (random
   tissue intensities, so T2-, PD- and FLAIR-like orderings appear), mixed with the real T1 texture;
-- random flips and axis permutations of 32³ crops that hold some brain;
+- CT phantoms (:func:`medgen.data.ct_phantom`, noise-free, 1.5-4 mm voxels) normalised as at run
+  time (``(x - p0.5) / (p99.5 - p0.5)`` over the whole phantom), for ``--ct-fraction`` of the crops;
+- random flips and axis permutations of 32³ crops that hold some brain (or body);
 - noise: Rician (75 %) or Gaussian (25 %), std log-uniform in 0.5 %-20 % of the brightest tissue;
   the network is told the noise std with a +-10 % error, as the estimator at run time would give.
 
@@ -29,9 +31,11 @@ import numpy as np
 import torch
 
 from medgen.data.mni152 import mni152
+from medgen.data.phantom import ct_phantom
+from medgen.enhance.denoise import Normalisation
 from medgen.enhance.networks import DENOISER_FEATURES, Denoiser3d
 from medgen.enhance.noise import add_gaussian, add_rician
-from medgen.enhance.pretrained import WEIGHTS_DIR, save_model
+from medgen.enhance.pretrained import WEIGHTS_DIR, load_denoiser, save_model
 
 SIGMA_RANGE = (0.005, 0.20)
 CROP = 32
@@ -49,15 +53,45 @@ def load_sources() -> list[dict[str, np.ndarray]]:
     return out
 
 
+def load_ct_sources(n: int = 6) -> list[dict[str, np.ndarray]]:
+    """Noise-free CT phantoms at 1.5-4 mm, each normalised over the whole volume as inference does."""
+    out = []
+    for seed in range(n):
+        spacing = (1.5 + 0.5 * seed, 1.5 + 0.5 * seed, 2.0 + 0.4 * seed)
+        shape = tuple(int(round(e / s)) for e, s in zip((300.0, 240.0, 160.0), spacing))
+        hu = ct_phantom(seed=1000 + seed, shape=shape, spacing=spacing, noise=0)["image"][0].numpy()
+        out.append({"image": Normalisation.of(hu).forward(hu), "mask": hu > -500})
+    return out
+
+
+def sample_ct(sources: list[dict[str, np.ndarray]], rng: np.random.Generator) -> np.ndarray:
+    """One clean normalised CT crop ``(CROP, CROP, CROP)`` that holds some body."""
+    src = sources[rng.integers(len(sources))]
+    return flip_and_permute(src["image"][crop_slices(src["mask"], rng, 0.3)], rng)
+
+
+def crop_slices(mask: np.ndarray, rng: np.random.Generator, fill: float) -> tuple[slice, ...]:
+    """A random ``CROP``³ window of which more than ``fill`` is inside ``mask`` (last try if none)."""
+    for _ in range(20):
+        start = rng.integers(0, np.array(mask.shape) - CROP + 1)
+        sl = tuple(slice(s, s + CROP) for s in start)
+        if mask[sl].mean() > fill:
+            break
+    return sl
+
+
+def flip_and_permute(img: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Random flips and axis order: anatomy has no preferred direction for a denoiser."""
+    for ax in range(3):
+        if rng.random() < 0.5:
+            img = np.flip(img, ax)
+    return np.ascontiguousarray(np.transpose(img, rng.permutation(3))).astype(np.float32)
+
+
 def sample_clean(sources: list[dict[str, np.ndarray]], rng: np.random.Generator) -> np.ndarray:
     """One clean ``(CROP, CROP, CROP)`` crop in a random contrast, brightest tissue ~1."""
     src = sources[0] if rng.random() < 0.75 else sources[1]
-    shape = np.array(src["image"].shape)
-    for _ in range(20):
-        start = rng.integers(0, shape - CROP + 1)
-        sl = tuple(slice(s, s + CROP) for s in start)
-        if src["mask"][sl].mean() > 0.2:
-            break
+    sl = crop_slices(src["mask"], rng, 0.2)
     t1 = src["image"][sl]
     if rng.random() < 0.4:
         img = t1 ** rng.uniform(0.7, 1.4)
@@ -67,20 +101,22 @@ def sample_clean(sources: list[dict[str, np.ndarray]], rng: np.random.Generator)
         synth = mu[0] * src["csf"][sl] + mu[1] * src["gm"][sl] + mu[2] * src["wm"][sl]
         alpha = rng.uniform(0.6, 1.0)
         img = alpha * synth + (1 - alpha) * t1
-    img = img * rng.uniform(0.8, 1.2)
-    for ax in range(3):
-        if rng.random() < 0.5:
-            img = np.flip(img, ax)
-    return np.ascontiguousarray(np.transpose(img, rng.permutation(3))).astype(np.float32)
+    return flip_and_permute(img * rng.uniform(0.8, 1.2), rng)
 
 
-def sample_batch(sources, rng: np.random.Generator, batch: int) -> tuple[torch.Tensor, ...]:
-    """``(noisy, clean, sigma_told)`` for ``batch`` crops: ``(B, 1, 32, 32, 32)`` and ``(B,)``."""
+def sample_batch(sources, ct_sources, rng: np.random.Generator, batch: int,
+                 ct_fraction: float) -> tuple[torch.Tensor, ...]:
+    """``(noisy, clean, sigma_told)`` for ``batch`` crops: ``(B, 1, 32, 32, 32)`` and ``(B,)``.
+
+    CT crops get Gaussian noise (HU noise; Poisson-Gaussian noise is made Gaussian by the Anscombe
+    transform at run time), MR crops Rician (75 %) or Gaussian noise.
+    """
     noisy, clean, told = [], [], []
     for _ in range(batch):
-        x = sample_clean(sources, rng)
+        is_ct = bool(ct_sources) and rng.random() < ct_fraction
+        x = sample_ct(ct_sources, rng) if is_ct else sample_clean(sources, rng)
         sigma = float(np.exp(rng.uniform(*np.log(SIGMA_RANGE))))
-        y = add_rician(x, sigma, rng) if rng.random() < 0.75 else add_gaussian(x, sigma, rng)
+        y = add_gaussian(x, sigma, rng) if is_ct or rng.random() >= 0.75 else add_rician(x, sigma, rng)
         noisy.append(y)
         clean.append(x)
         told.append(sigma * rng.uniform(0.9, 1.1))
@@ -95,6 +131,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--threads", type=int, default=1, help="1 is fastest on a shared 2-core machine")
+    parser.add_argument("--ct-fraction", type=float, default=0.3, help="share of crops from the CT phantoms")
+    parser.add_argument("--init", default=None, help="start from these weights (a shipped name or a folder)")
     parser.add_argument("--name", default="denoiser3d")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="folder for NAME.safetensors + NAME.json")
     parser.add_argument("--overwrite", action="store_true")
@@ -104,12 +142,13 @@ def main() -> None:
     torch.manual_seed(args.seed)
     rng = np.random.default_rng(args.seed)
     sources = load_sources()
-    net = Denoiser3d(DENOISER_FEATURES)
+    ct_sources = load_ct_sources() if args.ct_fraction > 0 else []
+    net = load_denoiser(args.init)[0].train() if args.init else Denoiser3d(DENOISER_FEATURES)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
     start, running, identity = time.time(), [], []
     for step in range(1, args.steps + 1):
-        noisy, clean, sigma = sample_batch(sources, rng, args.batch)
+        noisy, clean, sigma = sample_batch(sources, ct_sources, rng, args.batch, args.ct_fraction)
         loss = torch.mean((net(noisy, sigma) - clean) ** 2)
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -126,20 +165,22 @@ def main() -> None:
     card = {
         "name": args.name,
         "architecture": "Denoiser3d",
-        "features": list(DENOISER_FEATURES),
+        "features": list(net.features),
         "task": "blind 3D denoising, noise std estimated from the scan and given as a second channel",
         "normalisation": "x_norm = (x - p0.5) / (p99.5 - p0.5) over the whole scan; sigma in the same units",
         "noise": {"models": ["rician", "gaussian"], "sigma_range_of_bright_tissue": list(SIGMA_RANGE)},
         "training": {
             "data": "MNI152 2009a T1 at 1 and 2 mm (nilearn files via medgen.data.mni152), own T1 contrast "
-            "with random gamma and random synthetic tissue contrasts from its CSF/GM/WM maps",
+            "with random gamma and random synthetic tissue contrasts from its CSF/GM/WM maps; "
+            f"{args.ct_fraction:.0%} of crops from 6 noise-free CT phantoms (medgen.data.ct_phantom, 1.5-4 mm)",
+            "init": args.init,
             "crop": CROP, "batch": args.batch, "steps": args.steps, "lr": args.lr, "seed": args.seed,
             "threads": args.threads, "loss": "MSE", "final_loss": float(np.mean(running[-100:])),
             "wall_time_s": round(time.time() - start, 1), "script": "scripts/train_denoiser.py",
             "torch": torch.__version__, "monai": monai.__version__, "python": platform.python_version(),
         },
         "limitations": "Anatomy seen in training is the MNI152 template itself (benchmarks on it are not held "
-        "out); no CT data in training: CT works through the noise-level input only.",
+        "out) and procedural CT phantoms, no patient scans.",
         "license": "Apache-2.0",
     }
     save_model(net, card, args.out / f"{args.name}.safetensors", args.out / f"{args.name}.json",

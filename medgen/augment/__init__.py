@@ -18,7 +18,7 @@ from medgen.augment.deform import RandDeform, RandDeformd
 from medgen.augment.lesion import RandLesionInsertd
 from medgen.augment.mixing import MixedDataset
 from medgen.augment.mr_artifacts import RandMRArtifacts, RandMRArtifactsd
-from medgen.augment.pool import SyntheticPoolDataset, pool_datalist, write_pool
+from medgen.augment.pool import SyntheticPoolDataset, pool_datalist, write_model_pool, write_pool
 from medgen.augment.synthetic_pair import RandSyntheticPaird
 from medgen.augment.torchio_artifact import RandTorchIOArtifact, RandTorchIOArtifactd
 from medgen.augment.variation import RandGenerativeVariation, RandGenerativeVariationd
@@ -26,6 +26,7 @@ from medgen.augment.variation import RandGenerativeVariation, RandGenerativeVari
 __all__ = [
     "RandMRArtifacts", "RandMRArtifactsd", "RandCTArtifacts", "RandCTArtifactsd",
     "RandLowDoseCTNoise", "RandLowDoseCTNoised", "RandTorchIOArtifact", "RandTorchIOArtifactd",
-    "RandDeform", "RandDeformd", "SyntheticPoolDataset", "pool_datalist", "write_pool", "MixedDataset",
+    "RandDeform", "RandDeformd", "SyntheticPoolDataset", "pool_datalist", "write_pool", "write_model_pool",
+    "MixedDataset",
     "RandGenerativeVariation", "RandGenerativeVariationd", "RandSyntheticPaird", "RandLesionInsertd",
 ]

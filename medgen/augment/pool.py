@@ -14,14 +14,19 @@ export``'s, so :func:`medgen.data.load_folder` reads a pool like any exported da
 Boxes are MONAI ``StandardMode`` ``(N, 6)`` in voxel coordinates of the image. The pool is written
 atomically (a half-written pool never exists under its name).
 
+:func:`write_model_pool` (``medgen synthesize MODEL --pool``) fills a pool from a model folder: samples
+of an unconditional model, or image/label pairs of a label-conditioned GAN rendered from deformed
+real label maps (:func:`medgen.augment.synthetic_pair.synthetic_pairs`).
+
 >>> write_pool("pool/", lambda seed: my_generator(seed), 200, seed=0)      # doctest: +SKIP
+>>> write_model_pool("runs/spade/model", "pool/", 200, labels=brain_cohort(10))   # doctest: +SKIP
 >>> ds = SyntheticPoolDataset("pool/", transform=train_transforms)          # doctest: +SKIP
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -30,8 +35,10 @@ import torch
 from monai.data import Dataset
 from monai.transforms import apply_transform
 
+from medgen.augment._lazy_model import LazyModel
+from medgen.augment.synthetic_pair import synthetic_pairs
 from medgen.data.folder import load_folder, load_item
-from medgen.errors import DataError
+from medgen.errors import ConfigError, DataError
 from medgen.io import mark, save_scan
 from medgen.io.atomic import atomic_path
 
@@ -98,6 +105,56 @@ def write_pool(
                  "num_cases": num_cases, "cases": cases}
         (tmp / POOL_INDEX).write_text(json.dumps(index, indent=1))
     return Path(folder)
+
+
+def write_model_pool(
+    model: str | Path,
+    folder: str | Path,
+    num_cases: int,
+    *,
+    labels: Sequence[Mapping[str, Any]] = (),
+    seed: int = 0,
+    strength: float = 0.5,
+    sampler: str | None = None,
+    steps: int | None = None,
+    device: str = "auto",
+    overwrite: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> Path:
+    """Pre-generate a pool of ``num_cases`` cases from a model folder (``medgen train``'s ``RUN/model``).
+
+    Args:
+        model: the model folder. A label-conditioned GAN (``gan.label_classes > 0``) renders
+            image/label pairs: case ``i`` deforms the label map of ``labels[case_seed % len(labels)]``
+            with the cohort deformation (``strength``) and renders an image for it, so every image has
+            its exact label. Any other model writes image-only cases (its samples).
+        labels: items with a ``"label"`` ``(1, X, Y, Z)`` integer MetaTensor (e.g. ``brain_cohort(10)``
+            or ``load_folder(dir, load=True)``); required for a label-conditioned model.
+        sampler, steps: diffusion sampling (default: the model's fast sampler).
+        seed, overwrite, progress: as :func:`write_pool`.
+
+    Returns:
+        The pool folder; its ``dataset.json`` names the model as the generator.
+    """
+    from medgen.synthesize import synthesize
+
+    loaded = LazyModel(model, device).get()
+    name = f"{loaded.name} ({Path(model)})"
+    if loaded.config.family == "gan" and loaded.config.gan.label_classes:
+        sources = [item for item in labels if item.get("label") is not None]
+        if not sources:
+            raise ConfigError(f"key 'labels': {model} is conditioned on label maps; give labelled cases to deform "
+                              "(e.g. a folder written by 'medgen data export')")
+
+        def generate(case: int) -> dict[str, Any]:
+            item = sources[case % len(sources)]
+            return synthetic_pairs(model, [item], seed=case, strength=strength, device=device)[0]
+    else:
+        def generate(case: int) -> dict[str, Any]:
+            return {"image": synthesize(loaded, 1, seed=case, sampler=sampler, steps=steps)[0]}
+
+    return write_pool(folder, generate, num_cases, seed=seed, name="model-pool", generator_name=name,
+                      overwrite=overwrite, progress=progress)
 
 
 def pool_datalist(folder: str | Path) -> list[dict[str, Any]]:

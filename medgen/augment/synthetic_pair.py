@@ -11,26 +11,30 @@ Every synthetic image therefore has an exact label: the one it was generated fro
 returned in the model's data units on the label's grid (affine, shape), marked ``synthetic``.
 The spatial part is invertible (``Invertd`` warps back with the inverse field).
 
+:func:`synthetic_pairs` renders a list of label maps into pairs at once (pools, TSTR benchmarks).
+
 >>> aug = RandSyntheticPaird("image", "label", model="runs/spade/model", prob=0.3)   # doctest: +SKIP
 """
 
 from __future__ import annotations
 
-from collections.abc import Hashable, Mapping
+from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from monai.data import MetaTensor
-from monai.transforms import InvertibleTransform, MapTransform, RandomizableTransform
+from monai.transforms import InvertibleTransform, MapTransform, RandomizableTransform, ResampleToMatch, Spacing
 from monai.transforms.traits import ThreadUnsafe
 from monai.utils import TransformBackends
 
 from medgen.augment._base import SeedDrawing, like_input
 from medgen.augment._generative import from_model_space, one_hot_labels
 from medgen.augment._lazy_model import LazyModel
-from medgen.augment.deform import invert_displacement, random_displacement, spacing_of, warp_volume
+from medgen.augment.deform import RandDeformd, invert_displacement, random_displacement, spacing_of, warp_volume
 from medgen.errors import ConfigError
+from medgen.io.meta import affine_of, like, spacing_from_affine
 
 
 class RandSyntheticPaird(SeedDrawing, MapTransform, InvertibleTransform, ThreadUnsafe):
@@ -104,3 +108,44 @@ class RandSyntheticPaird(SeedDrawing, MapTransform, InvertibleTransform, ThreadU
                                                             x["strength"]))
             d[key] = warp_volume(d[key], v, mode, "border" if mode == "bilinear" else "zeros")
         return d
+
+
+def synthetic_pairs(
+    model: str | Path, label_items: Sequence[Mapping[str, Any]], *, per_item: int = 1, seed: int = 0,
+    strength: float = 0.5, device: str = "cpu",
+) -> list[dict[str, Any]]:
+    """New image/label pairs from a label-conditioned GAN model folder, on each label's own grid.
+
+    Each label ``(1, X, Y, Z)`` (0-3) is deformed at its own resolution by the cohort deformation
+    (:class:`~medgen.augment.deform.RandDeformd`, nearest), resampled (nearest) to the model's voxel spacing,
+    rendered by :class:`RandSyntheticPaird` (no further deformation) and the image
+    brought back (linear) to the deformed label's grid. So a GAN trained on coarser voxels (e.g.
+    ``data.downsample: 2``) still gets labels at its own scale (``RandSyntheticPaird`` alone would
+    centre-crop a finer label map to the model size), and the pair stays aligned.
+
+    Returns:
+        ``[{"image": (1, X, Y, Z) in the model's data units (synthetic), "label": uint8, "subject_id"}]``,
+        ``per_item`` per label item, deterministic by ``seed``.
+    """
+    model_spacing = spacing_from_affine(np.asarray(LazyModel(model, device).get().reference["affine"]))
+    deform = RandDeformd(["label"], mode="nearest", prob=1.0, strength=strength)
+    render = RandSyntheticPaird("image", "label", model=model, strength=0.0, prob=1.0, device=device)
+    out = []
+    for i, item in enumerate(label_items):
+        for k in range(per_item):
+            pair_seed = seed + i * per_item + k
+            deform.set_random_state(pair_seed)
+            label = deform({"label": item["label"]})["label"]
+            same_grid = np.allclose(spacing_from_affine(affine_of(label)), model_spacing, rtol=0.01)
+            coarse = label.float() if same_grid else Spacing(pixdim=list(model_spacing), mode="nearest")(label.float())
+            render.set_random_state(pair_seed)
+            image = render({"image": coarse.clone(), "label": coarse})["image"]
+            # voxel for voxel on the coarse label's grid; RandSyntheticPaird's affine can be a voxel off
+            # after its pad/crop to the model size, so the geometry is taken from the label
+            image = like(coarse, torch.as_tensor(image).as_subclass(torch.Tensor), synthetic=True)
+            if not same_grid:
+                image = ResampleToMatch(mode="bilinear", padding_mode="border")(image, img_dst=label)
+            image.meta["synthetic"] = True
+            out.append({"image": image, "label": label.to(torch.uint8),
+                        "subject_id": f"{item.get('subject_id', i)}-syn{k}"})
+    return out

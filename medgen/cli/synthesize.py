@@ -16,27 +16,63 @@ console = Console()
 def synthesize(
     model_dir: Path = typer.Argument(..., help="Model folder written by medgen train (RUN/model)."),
     num: int = typer.Option(1, "--num", min=1, help="Number of volumes."),
-    out: Path = typer.Option(..., "--out", help="Output folder for sample_XXX.nii.gz."),
+    out: Path = typer.Option(..., "--out", help="Output folder for sample_XXX.nii.gz (or the pool folder)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first sample (sample i uses seed + i)."),
     sampler: str | None = typer.Option(None, "--sampler", help="Diffusion: ddpm, ddim or rflow."),
     steps: int | None = typer.Option(None, "--steps", help="Diffusion sampling steps."),
     condition: str | None = typer.Option(None, "--condition", help="Vector like 0,1 or a label-map file."),
     guidance: float = typer.Option(1.0, "--guidance", help="Classifier-free guidance scale."),
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
+    pool: bool = typer.Option(False, "--pool", help="Write a synthetic pool (images/, labels/, dataset.json) "
+                              "that SyntheticPoolDataset and MixedDataset serve."),
+    labels: Path | None = typer.Option(None, "--labels", help="Pool of a label-conditioned GAN: labelled "
+                                       "cases to deform (a 'medgen data export' folder; default: built-in cohort)."),
+    strength: float = typer.Option(0.5, "--strength", help="Pool: deformation strength of the label maps."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing samples."),
 ) -> None:
-    """Sample NIfTI volumes marked synthetic (model, seed, sampler, steps in their metadata)."""
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
+    """Sample NIfTI volumes marked synthetic (model, seed, sampler, steps in their metadata), or a pool."""
     from medgen.models import load_model
     from medgen.synthesize import parse_condition, save_samples
     from medgen.synthesize import synthesize as draw
     from medgen.training.distributed import resolve_device
 
+    if pool:
+        _write_pool(model_dir, out, num, seed, sampler, steps, labels, strength, resolve_device(device), overwrite)
+        return
     model = load_model(model_dir, device=resolve_device(device))
-    with Progress(TextColumn("synthesize"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn()) as bar:
+    with _progress() as bar:
         task = bar.add_task("", total=num)
         scans = draw(model, num, seed=seed, sampler=sampler, steps=steps, condition=parse_condition(condition),
                      guidance=guidance, progress=lambda i, n: bar.update(task, completed=i))
     for path in save_samples(scans, out, overwrite=overwrite):
         console.print(f"  [bold]{path}[/bold]")
+
+
+def _progress():
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    return Progress(TextColumn("synthesize"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+
+
+def _write_pool(model_dir: Path, out: Path, num: int, seed: int, sampler: str | None, steps: int | None,
+                labels: Path | None, strength: float, device: str, overwrite: bool) -> None:
+    from medgen.augment import write_model_pool
+    from medgen.augment._lazy_model import LazyModel
+    from medgen.data import brain_cohort, load_folder
+    from medgen.io.atomic import check_output_path
+
+    check_output_path(out, overwrite=overwrite)
+    config = LazyModel(model_dir, device).get().config
+    items: list[dict] = []
+    if config.family == "gan" and config.gan.label_classes:
+        if labels is not None:
+            items = load_folder(labels, load=True)
+        else:
+            console.print("labels: the built-in cohort (10 subjects, 3 mm); --labels DIR for your own")
+            items = brain_cohort(10, resolution=3, seed=seed)
+    with _progress() as bar:
+        task = bar.add_task("", total=num)
+        folder = write_model_pool(model_dir, out, num, labels=items, seed=seed, strength=strength, sampler=sampler,
+                                  steps=steps, device=device, overwrite=overwrite,
+                                  progress=lambda i, n: bar.update(task, completed=i))
+    console.print(f"  [bold]{folder}[/bold]  ({num} cases; serve with medgen.augment.SyntheticPoolDataset)")

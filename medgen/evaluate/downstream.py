@@ -26,7 +26,6 @@ briefly trained UNet measures the *relative* utility of training sets, not a sta
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,14 +40,14 @@ from monai.transforms import (
     EnsureTyped,
     NormalizeIntensityd,
     RandSpatialCropd,
-    ResampleToMatch,
     Spacing,
     SpatialPadd,
 )
 from monai.utils import set_determinism
 
+from medgen.augment.synthetic_pair import synthetic_pairs  # noqa: F401  (part of this module's TSTR API)
 from medgen.errors import DataError
-from medgen.io.meta import affine_of, like, spacing_from_affine
+from medgen.io.meta import affine_of, spacing_from_affine
 
 KEYS = ["image", "label"]
 ROI = (48, 48, 48)
@@ -243,45 +242,3 @@ def resample_item(item: dict[str, Any], spacing: Sequence[float], tol: float = 0
     return out
 
 
-def synthetic_pairs(
-    model: str | Path, label_items: Sequence[dict[str, Any]], *, per_item: int = 1, seed: int = 0,
-    strength: float = 0.5, device: str = "cpu",
-) -> list[dict[str, Any]]:
-    """New image/label pairs from a label-conditioned GAN model folder, on each label's own grid.
-
-    Each label ``(1, X, Y, Z)`` (0-3) is deformed at its own resolution by the cohort deformation
-    (:class:`~medgen.augment.RandDeformd`, nearest), resampled (nearest) to the model's voxel spacing,
-    rendered by :class:`~medgen.augment.RandSyntheticPaird` (no further deformation) and the image
-    brought back (linear) to the deformed label's grid. So a GAN trained on coarser voxels (e.g.
-    ``data.downsample: 2``) still gets labels at its own scale (``RandSyntheticPaird`` alone would
-    centre-crop a finer label map to the model size), and the pair stays aligned.
-
-    Returns:
-        ``[{"image": (1, X, Y, Z) in the model's data units (synthetic), "label": uint8, "subject_id"}]``,
-        ``per_item`` per label item, deterministic by ``seed``.
-    """
-    from medgen.augment import RandDeformd, RandSyntheticPaird
-    from medgen.augment._lazy_model import LazyModel  # the same cached copy RandSyntheticPaird will use
-
-    model_spacing = spacing_from_affine(np.asarray(LazyModel(model, device).get().reference["affine"]))
-    deform = RandDeformd(["label"], mode="nearest", prob=1.0, strength=strength)
-    render = RandSyntheticPaird("image", "label", model=model, strength=0.0, prob=1.0, device=device)
-    out = []
-    for i, item in enumerate(label_items):
-        for k in range(per_item):
-            pair_seed = seed + i * per_item + k
-            deform.set_random_state(pair_seed)
-            label = deform({"label": item["label"]})["label"]
-            same_grid = np.allclose(spacing_from_affine(affine_of(label)), model_spacing, rtol=0.01)
-            coarse = label.float() if same_grid else Spacing(pixdim=list(model_spacing), mode="nearest")(label.float())
-            render.set_random_state(pair_seed)
-            image = render({"image": coarse.clone(), "label": coarse})["image"]
-            # voxel for voxel on the coarse label's grid; RandSyntheticPaird's affine can be a voxel off
-            # after its pad/crop to the model size, so the geometry is taken from the label
-            image = like(coarse, torch.as_tensor(image).as_subclass(torch.Tensor), synthetic=True)
-            if not same_grid:
-                image = ResampleToMatch(mode="bilinear", padding_mode="border")(image, img_dst=label)
-            image.meta["synthetic"] = True
-            out.append({"image": image, "label": label.to(torch.uint8),
-                        "subject_id": f"{item.get('subject_id', i)}-syn{k}"})
-    return out

@@ -55,3 +55,64 @@ def test_mixing_serves_the_chosen_ratio_deterministically_and_uses_every_real_ca
     assert [again[i] for i in range(8)] == items
     mixed.set_epoch(1)
     assert [mixed[i] for i in range(8)] != items
+
+
+def _tiny_model(folder, **gan):
+    """An untrained 6 mm GAN model folder (label-conditioned when ``label_classes`` is given)."""
+    import numpy as np
+
+    from medgen.models import ModelConfig, Normalization, build_network, from_dict, to_dict
+    from medgen.models.hub import write_model
+
+    cfg = from_dict(ModelConfig, {"family": "gan", "size": [32, 40, 32],
+                                  "gan": {"latent_dim": 8, "channels": [8, 4], **gan}}, "model")
+    torch.manual_seed(0)
+    write_model(folder, run_config={"model": to_dict(cfg)}, network=build_network(cfg),
+                normalization=Normalization("percentile", 0.0, 1.0),
+                reference={"affine": np.diag([6.0, 6.0, 6.0, 1.0]).tolist()}, card="tiny untrained test model")
+    return folder
+
+
+def test_cli_pool_of_a_label_gan_holds_exact_pairs_from_deformed_real_labels(brain_subjects, tmp_path):
+    from typer.testing import CliRunner
+
+    from medgen.cli import app
+    from medgen.data import export_dataset
+
+    model = _tiny_model(tmp_path / "spade", label_classes=4)
+    real = tmp_path / "real"
+    export_dataset(real, n_subjects=2, resolution=3, seed=0)
+    runner = CliRunner()
+    args = ["synthesize", str(model), "--pool", "--num", "3", "--out", str(tmp_path / "pool"),
+            "--labels", str(real), "--seed", "4", "--device", "cpu"]
+    result = runner.invoke(app, args)
+    assert result.exit_code == 0, result.output
+    ds = SyntheticPoolDataset(tmp_path / "pool")
+    assert len(ds) == 3
+    index = json.loads((tmp_path / "pool" / "dataset.json").read_text())
+    assert "spade" in index["generator"] and index["seed"] == 4
+    originals = [s["label"] for s in brain_subjects]
+    for case in (ds[0], ds[1], ds[2]):
+        assert case["image"].meta["synthetic"] and case["label"].meta["synthetic"]
+        assert case["image"].shape == case["label"].shape == originals[0].shape  # on the real labels' 3 mm grid
+        assert set(case["label"].unique().tolist()) == {0, 1, 2, 3}
+        assert all(not torch.equal(case["label"], o) for o in originals)  # deformed: new anatomy
+    # the same seed gives the same pool; an existing pool is never replaced without --overwrite
+    again = runner.invoke(app, [*args[:6], str(tmp_path / "again"), *args[7:]])
+    assert again.exit_code == 0, again.output
+    assert torch.equal(SyntheticPoolDataset(tmp_path / "again")[1]["label"], ds[1]["label"])
+    refused = runner.invoke(app, args)
+    assert refused.exit_code != 0 and "already exists" in refused.output
+
+
+def test_pool_of_an_unconditional_model_has_images_only_and_label_gan_needs_labels(tmp_path):
+    from medgen.augment import write_model_pool
+    from medgen.errors import ConfigError
+
+    folder = write_model_pool(_tiny_model(tmp_path / "gan"), tmp_path / "pool", 2, seed=0, device="cpu")
+    cases = SyntheticPoolDataset(folder)
+    assert len(cases) == 2 and "label" not in cases[0]
+    assert cases[0]["image"].shape == (1, 32, 40, 32) and cases[0]["image"].meta["synthetic"]
+    assert not torch.equal(cases[0]["image"], cases[1]["image"])
+    with pytest.raises(ConfigError, match="label maps"):
+        write_model_pool(_tiny_model(tmp_path / "spade", label_classes=4), tmp_path / "p2", 1, device="cpu")
