@@ -301,6 +301,8 @@ def throughput(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         pool = write_pool(Path(tmp) / "pool", lambda s: simulate_subject(s, 3), n, seed=0)
         rows["synthetic pool on disk + MONAI standard"] = _rate(SyntheticPoolDataset(pool, transform=standard), n)
+        rows["synthetic pool cached (cache=True) + MONAI standard"] = _rate(
+            SyntheticPoolDataset(pool, transform=standard, cache=True), n)
     try:
         import torchio as tio
 

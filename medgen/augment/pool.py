@@ -175,14 +175,20 @@ class SyntheticPoolDataset(Dataset):
 
     Items are dicts ``{"subject_id", "image" (C, X, Y, Z) float32, "label"? (1, X, Y, Z) uint8, "boxes"?,
     "box_labels"?}`` with the metadata saved with the pool (``meta["synthetic"]`` is True).
-    For caching, pass :func:`pool_datalist` to ``CacheDataset``/``PersistentDataset`` with a loading
-    transform instead.
+    With ``cache=True`` every case is read once, when the dataset is made, and served from memory
+    (what MONAI's ``CacheDataset`` does for the deterministic loading step): the loop then runs at
+    the rate of an in-memory dataset, at the cost of holding the pool in RAM. The transform (random
+    augmentation) still runs on every access, on a copy, so cached cases never change.
     """
 
-    def __init__(self, folder: str | Path, transform: Callable | None = None) -> None:
+    def __init__(self, folder: str | Path, transform: Callable | None = None, *, cache: bool = False) -> None:
         self.folder = Path(folder)
         super().__init__(data=pool_datalist(folder), transform=transform)
+        self._cached = [load_case(entry) for entry in self.data] if cache else None
 
     def _transform(self, index: int) -> Any:
-        case = load_case(self.data[index])
+        if self._cached is not None:
+            case = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in self._cached[index].items()}
+        else:
+            case = load_case(self.data[index])
         return apply_transform(self.transform, case) if self.transform is not None else case

@@ -34,6 +34,11 @@ def test_pool_round_trips_images_labels_and_boxes_marked_synthetic(subject, tmp_
     assert case["label"].dtype == torch.uint8 and torch.equal(case["boxes"], expected["boxes"])
     assert case["image"].meta["synthetic"] is True
     assert torch.allclose(case["image"].affine, expected["image"].affine.double(), atol=1e-4)
+    # cached: the same cases from memory, and editing a served case in place never reaches the cache
+    cached = SyntheticPoolDataset(folder, cache=True)
+    (folder / "images" / "case-00001.nii.gz").unlink()  # served from memory: the files are not read again
+    cached[1]["image"][:] = -1.0
+    assert torch.equal(cached[1]["image"].as_tensor(), case["image"].as_tensor())
 
 
 def test_pool_is_never_overwritten_silently_and_bad_folders_say_so(subject, tmp_path):
