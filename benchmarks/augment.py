@@ -5,7 +5,9 @@ Segmentation: a MONAI UNet is trained on 3 real-anatomy subjects of the built-in
 
   (a) no augmentation,
   (b) MONAI's standard spatial + intensity augmentation,
-  (c) (b) + medgen augmentation (cohort diffeomorphism ``RandDeformd`` + ``RandMRArtifactsd``),
+  (c) (b) + medgen augmentation: cohort diffeomorphism ``RandDeformd``, tissue contrast re-rendered
+      from the label map ``RandTissueContrastd``, ``RandMRArtifactsd`` (and the same without the
+      contrast step, to show what it adds),
 
 same steps, same seeds, several seeds; Dice per class on held-out T1 subjects and on held-out
 subjects with a contrast and noise the training subjects never had (T2-like, PD-like, more noise).
@@ -44,7 +46,14 @@ from monai.transforms import (
 )
 from monai.utils import set_determinism
 
-from medgen.augment import RandDeformd, RandLesionInsertd, RandMRArtifactsd, SyntheticPoolDataset, write_pool
+from medgen.augment import (
+    RandDeformd,
+    RandLesionInsertd,
+    RandMRArtifactsd,
+    RandTissueContrastd,
+    SyntheticPoolDataset,
+    write_pool,
+)
 from medgen.data import brain_cohort, ct_cohort, simulate_subject
 from medgen.evaluate.downstream import (
     dice_per_class,
@@ -70,15 +79,22 @@ def standard_aug() -> list:
     ]
 
 
-def medgen_aug() -> list:
-    return [RandDeformd(KEYS, mode=["bilinear", "nearest"], prob=0.7, strength=1.0),
-            RandMRArtifactsd("image", prob=0.8)]
+def medgen_aug(contrast: bool = True) -> list:
+    """medgen's cohort deformation, tissue contrast re-rendered from the label map, MR artefacts."""
+    steps = [RandDeformd(KEYS, mode=["bilinear", "nearest"], prob=0.7, strength=1.0)]
+    if contrast:
+        steps.append(RandTissueContrastd("image", label_key="label", prob=0.7))
+    return steps + [RandMRArtifactsd("image", prob=0.8)]
+
+
+KINDS = ("none", "monai", "monai+medgen (no contrast)", "monai+medgen")
 
 
 def augmentation(kind: str) -> list:
-    """The augmentation of row ``kind``: ``none``, ``monai`` or ``monai+medgen``."""
+    """The augmentation of row ``kind`` (one of ``KINDS``)."""
     # medgen before MONAI's intensity steps: artefacts, then the global intensity jitter
-    return {"none": [], "monai": standard_aug(), "monai+medgen": medgen_aug() + standard_aug()}[kind]
+    return {"none": [], "monai": standard_aug(), "monai+medgen (no contrast)": medgen_aug(False) + standard_aug(),
+            "monai+medgen": medgen_aug() + standard_aug()}[kind]
 
 
 def pipeline(kind: str) -> Compose:
@@ -98,12 +114,12 @@ def segmentation(steps: int, seeds: list[int]) -> None:
         "shifted PD+noise": [simulate_subject(400 + i, 3, "pd", noise=0.06) for i in range(2)],
     }
     rows = {}
-    for kind in ("none", "monai", "monai+medgen"):
+    for kind in KINDS:
         runs = []
         for seed in seeds:
             t0 = time.time()
             runs.append(train_and_eval(kind, train, tests, steps, seed))
-            print(f"  trained {kind:13s} seed {seed}: {time.time() - t0:.0f} s", flush=True)
+            print(f"  trained {kind:26s} seed {seed}: {time.time() - t0:.0f} s", flush=True)
         rows[kind] = runs
     print(f"\nDice x100 (CSF / GM / WM / mean), {len(seeds)} seeds (mean ± sd of the per-seed mean), {steps} steps")
     print(f"| aug | {' | '.join(tests)} |")
@@ -315,7 +331,8 @@ def throughput(n: int) -> None:
         rows["TorchIO equivalent (in memory)"] = _rate(tio.SubjectsDataset(tio_subjects, transform=tio_pipe), n)
     except ImportError:
         rows["TorchIO equivalent (in memory)"] = float("nan")
-    rows["MONAI standard + medgen (deform + MR artefacts)"] = _rate(Dataset(subjects, pipeline("monai+medgen")), n)
+    rows["MONAI standard + medgen (deform + contrast + MR artefacts)"] = _rate(
+        Dataset(subjects, pipeline("monai+medgen")), n)
     base = rows["MONAI standard (in memory)"]
     print(f"\nThroughput, cases/s delivered to the loop (batch 1, 0 workers, 1 thread, {n} cases of 66x78x63)")
     print("| pipeline | cases/s | vs MONAI standard |")

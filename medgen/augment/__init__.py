@@ -20,6 +20,7 @@ from medgen.augment.mixing import MixedDataset
 from medgen.augment.mr_artifacts import RandMRArtifacts, RandMRArtifactsd
 from medgen.augment.pool import SyntheticPoolDataset, pool_datalist, write_model_pool, write_pool
 from medgen.augment.synthetic_pair import RandSyntheticPaird
+from medgen.augment.tissue_contrast import RandTissueContrast, RandTissueContrastd
 from medgen.augment.torchio_artifact import RandTorchIOArtifact, RandTorchIOArtifactd
 from medgen.augment.variation import RandGenerativeVariation, RandGenerativeVariationd
 
@@ -29,4 +30,5 @@ __all__ = [
     "RandDeform", "RandDeformd", "SyntheticPoolDataset", "pool_datalist", "write_pool", "write_model_pool",
     "MixedDataset",
     "RandGenerativeVariation", "RandGenerativeVariationd", "RandSyntheticPaird", "RandLesionInsertd",
+    "RandTissueContrast", "RandTissueContrastd",
 ]
