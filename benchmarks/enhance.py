@@ -28,6 +28,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -97,9 +98,13 @@ def denoisers(noisy: np.ndarray, clean: np.ndarray, sigma: float, noise: str, ma
     fix = (lambda a: rician_bias_correct(a, sigma)) if rician else (lambda a: a)
     methods: dict[str, Callable[[], np.ndarray]] = {
         "noisy input": lambda: noisy,
-        "medgen pretrained": lambda: denoise_array(noisy, method="pretrained", noise=noise)[0],
+    }
+    for model in args.models:
+        label = "medgen pretrained" if model == args.models[0] else f"medgen pretrained ({Path(model).stem})"
+        methods[label] = lambda m=model: denoise_array(noisy, method="pretrained", noise=noise, model=m)[0]
+    methods |= {
         f"medgen adapt ({args.adapt_steps} st)": lambda: denoise_array(
-            noisy, method="adapt", noise=noise, steps=args.adapt_steps)[0],
+            noisy, method="adapt", noise=noise, steps=args.adapt_steps, model=args.models[0])[0],
         f"medgen self-sup ({args.ss_steps} st)": lambda: denoise_array(
             noisy, method="self-supervised", noise=noise, steps=args.ss_steps)[0],
     }
@@ -169,6 +174,8 @@ def main() -> None:
     parser.add_argument("--levels", default="3,5,9", help="noise std, %% of max (MR) or of the HU range (CT)")
     parser.add_argument("--factors", default="2,4", help="through-plane SR factors ('' to skip SR)")
     parser.add_argument("--skip", default="", help="baselines to leave out: bm4d, nlm, gauss")
+    parser.add_argument("--models", default="denoiser3d", help="pretrained denoisers (shipped names, folders or "
+                        ".safetensors files), comma-separated; the first is also adapted")
     parser.add_argument("--adapt-steps", type=int, default=40)
     parser.add_argument("--ss-steps", type=int, default=150)
     parser.add_argument("--sr-steps", type=int, default=300)
@@ -178,6 +185,7 @@ def main() -> None:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     skip = {s for s in args.skip.split(",") if s}
+    args.models = [m for m in args.models.split(",") if m]
     levels = [float(v) for v in args.levels.split(",") if v]
     factors = [int(v) for v in args.factors.split(",") if v]
     print(HEADER)
