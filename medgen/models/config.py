@@ -34,10 +34,10 @@ class GANConfig:
     """Whole-volume generator: a latent vector → ``(C, *size)`` in one pass.
 
     ``label_classes > 0`` makes it conditional on a one-hot label map (SPADE normalisation).
-    ``mean_image``: add a learned full-size image before the output ``tanh``, initialised to the
-    average training image (last convolution at zero). For aligned data (brains in one space) samples
+    ``mean_image``: add a fixed full-size image before the output ``tanh``, the average training
+    image (last convolution at zero). For aligned data (brains in one space) samples
     are brain-shaped from the start and the convolutions only learn the variation: hundreds of steps
-    instead of tens of thousands on CPU. Adds ``prod(size)`` parameters per channel.
+    instead of tens of thousands on CPU. Adds a ``prod(size)`` buffer per channel.
     """
 
     latent_dim: int = 64

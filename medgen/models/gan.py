@@ -1,14 +1,20 @@
 """GAN networks: a whole-volume generator (one forward pass per volume) and a patch discriminator.
 
-The generator maps a latent vector ``z`` ``(B, latent_dim)`` to ``(B, C, *size)`` in [-1, 1]:
-a linear layer makes a ``size / 2**n`` seed volume, then ``n`` blocks of nearest-neighbour upsampling,
-convolution, normalisation and LeakyReLU. With ``label_classes > 0`` each normalisation is MONAI's
-SPADE block, modulated by the one-hot label map ``(B, label_classes, *size)`` (GauGAN-style), so the
-generated anatomy follows the labels. With ``mean_image`` a learned full-size image is added before the
-``tanh`` and the last convolution starts at zero: training starts from the average anatomy (the engine
-sets it from the training data) and the convolutions learn the variation. The discriminator is
-MONAI's ``PatchDiscriminator`` with spectral normalisation on every convolution (stable with the
-hinge loss).
+The generator maps a latent vector ``z`` ``(B, latent_dim)`` to ``(B, C, *size)`` in [-1, 1]: a
+linear layer makes a ``size / 2**n`` seed volume, then ``n`` blocks of (tri)linear upsampling,
+convolution, normalisation and LeakyReLU (linear, not nearest-neighbour, upsampling: nearest leaves
+the stripes and blocks of a 3D checkerboard in the samples). With ``label_classes > 0`` each
+normalisation is MONAI's SPADE block, modulated by the one-hot label map
+``(B, label_classes, *size)`` (GauGAN-style), so the generated anatomy follows the labels.
+
+With ``mean_image`` a fixed full-size image (a buffer, saved with the weights) is added before the
+``tanh`` and the last convolution starts at zero: training starts from the average anatomy (the
+engine sets it from the training data) and the convolutions learn the variation. It is not learned:
+Adam moves every voxel of a learned image by about the learning rate per step whatever its gradient,
+which leaves salt-and-pepper noise in every sample.
+
+The discriminator is MONAI's ``PatchDiscriminator`` with spectral normalisation on every
+convolution (stable with the hinge loss).
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ class _UpBlock(nn.Module):
     def __init__(self, dims: int, cin: int, cout: int, label_classes: int) -> None:
         super().__init__()
         conv = nn.Conv3d if dims == 3 else nn.Conv2d
-        self.up = nn.Upsample(scale_factor=2, mode="nearest")
+        self.up = nn.Upsample(scale_factor=2, mode="trilinear" if dims == 3 else "bilinear", align_corners=False)
         self.conv = conv(cin, cout, 3, padding=1)
         if label_classes:
             self.norm = SPADE(label_classes, cout, spatial_dims=dims, hidden_channels=min(32, 2 * cout),
@@ -61,9 +67,8 @@ class Generator(nn.Module):
         conv = nn.Conv3d if cfg.spatial_dims == 3 else nn.Conv2d
         self.out = conv(g.channels[-1], cfg.in_channels, 3, padding=1)
         self.channels0 = g.channels[0]
-        self.mean_image = None
+        self.register_buffer("mean_image", torch.zeros(1, cfg.in_channels, *cfg.size) if g.mean_image else None)
         if g.mean_image:
-            self.mean_image = nn.Parameter(torch.zeros(1, cfg.in_channels, *cfg.size))
             # Zero-initialised last convolution: training starts from the mean image and adds detail.
             nn.init.zeros_(self.out.weight)
             nn.init.zeros_(self.out.bias)
