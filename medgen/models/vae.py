@@ -4,6 +4,13 @@
 ``(B, latent_channels, *size / 2**(levels-1))``; ``decode`` maps back. ``latent_scale`` (a buffer,
 saved with the weights) is ``1 / std`` of training latents, so ``z * latent_scale`` has unit variance
 as latent diffusion expects.
+
+Sampling the VAE alone (:meth:`VAE.sample_latent`) draws from a diagonal Gaussian fitted to the
+training latents, voxel by voxel (``prior_mean``, ``prior_std``, buffers saved with the weights),
+rather than from ``N(0, 1)``: with the weak KL term that keeps reconstructions sharp, the posterior
+is far from the standard normal, and ``N(0, 1)`` latents decode to texture, not anatomy (ex-post
+density estimation: Ghosh et al., "From variational to deterministic autoencoders", ICLR 2020).
+Before training sets them they are 0 and 1, the standard normal prior.
 """
 
 from __future__ import annotations
@@ -31,6 +38,9 @@ class VAE(nn.Module):
         )
         self.downsampling = 2 ** (levels - 1)
         self.register_buffer("latent_scale", torch.ones(()))
+        latent = [v.latent_channels, *[max(1, s // self.downsampling) for s in cfg.size]]
+        self.register_buffer("prior_mean", torch.zeros(1, *latent))
+        self.register_buffer("prior_std", torch.ones(1, *latent))
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reconstruction, latent mean and latent std of ``x`` ``(B, C, *size)``."""
@@ -41,6 +51,27 @@ class VAE(nn.Module):
         mu, sigma = self.net.encode(x)
         z = self.net.sampling(mu, sigma) if sample else mu
         return z * self.latent_scale
+
+    def sample_latent(self, generator: torch.Generator) -> torch.Tensor:
+        """One unscaled latent ``(1, latent_channels, *size / downsampling)`` from the fitted prior."""
+        eps = torch.randn(self.prior_mean.shape, generator=generator).to(self.prior_mean.device)
+        return self.prior_mean + self.prior_std * eps
+
+    @torch.no_grad()
+    def fit_prior(self, latents: list[torch.Tensor]) -> None:
+        """Set ``prior_mean``/``prior_std`` from unscaled training latent means ``(1, c, ...)`` each.
+
+        Latents of another grid than the prior's (patch training) give per-channel statistics instead.
+        """
+        z = torch.cat(latents)
+        if tuple(z.shape[1:]) == tuple(self.prior_mean.shape[1:]):
+            mean, std = z.mean(0, keepdim=True), z.std(0, keepdim=True) if len(z) > 1 else torch.ones_like(z)
+        else:
+            dims = [0, *range(2, z.ndim)]
+            mean = z.mean(dims, keepdim=True).expand_as(self.prior_mean)
+            std = z.std(dims, keepdim=True).expand_as(self.prior_mean)
+        self.prior_mean.copy_(mean)
+        self.prior_std.copy_(std.clamp_min(1e-4))
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Image in [-1, 1] range from a scaled latent (inverse of :meth:`encode`)."""

@@ -238,13 +238,14 @@ def _inference_net(recipe: Recipe, nets: dict, emas: dict) -> nn.Module:
 
 @torch.no_grad()
 def _set_latent_scale(vae: nn.Module, data: PreparedData, device: torch.device) -> None:
-    """Store ``1 / std`` of the training latents (read by latent diffusion)."""
+    """Store ``1 / std`` of the training latents (read by latent diffusion) and the fitted prior."""
     vae.latent_scale.fill_(1.0)
     was_training = vae.training
     vae.eval()
     latents = [vae.encode(item["image"][None].to(device)) for item in data.train]
     std = torch.cat([z.flatten() for z in latents]).std()
     vae.latent_scale.fill_(float(1.0 / std.clamp_min(1e-6)))
+    vae.fit_prior(latents)
     vae.train(was_training)
 
 
