@@ -106,7 +106,7 @@ def train_and_eval(kind: str, train: list, tests: dict[str, list], steps: int, s
     return {name: dice_per_class(net, subjects, roi=PATCH) for name, subjects in tests.items()}
 
 
-def segmentation(steps: int, seeds: list[int]) -> None:
+def segmentation(steps: int, seeds: list[int], kinds: tuple[str, ...] = KINDS) -> None:
     train = brain_cohort(3, resolution=3, seed=100, contrast="t1")
     tests = {
         "held-out T1": brain_cohort(3, resolution=3, seed=200, contrast="t1"),
@@ -114,7 +114,7 @@ def segmentation(steps: int, seeds: list[int]) -> None:
         "shifted PD+noise": [simulate_subject(400 + i, 3, "pd", noise=0.06) for i in range(2)],
     }
     rows = {}
-    for kind in KINDS:
+    for kind in kinds:
         runs = []
         for seed in seeds:
             t0 = time.time()
@@ -348,6 +348,7 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=12, help="cases for the throughput table")
     parser.add_argument("--quick", action="store_true", help="40 steps, 1 seed")
     parser.add_argument("--only", choices=["segmentation", "throughput", "tstr", "detection"])
+    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="segmentation rows")
     parser.add_argument("--det-steps", type=int, default=200, help="detector training steps")
     parser.add_argument("--det-train", type=int, default=4, help="training CT phantoms (1 real lesion each)")
     parser.add_argument("--model", help="label-conditioned GAN model folder (configs/brain3mm_gan_labels.yaml) "
@@ -364,7 +365,7 @@ def main() -> None:
     if args.only in (None, "throughput"):
         throughput(args.cases)
     if args.only in (None, "segmentation"):
-        segmentation(args.steps, args.seeds)
+        segmentation(args.steps, args.seeds, tuple(args.kinds))
     if args.only in (None, "tstr") and args.model:
         tstr(args.model, args.steps, args.seeds, args.real, args.per_label)
     if args.only in (None, "detection"):
