@@ -45,6 +45,7 @@ def sdedit(model: Any, x0: torch.Tensor, strength: float, steps: int, generator:
         raise ConfigError(f"model '{model.name}': SDEdit variation needs a pixel-space diffusion model, "
                           f"not family '{cfg.family}'")
     d, net, device = cfg.diffusion, model.network, x0.device
+    x0 = net.to_residual(x0)
     noise = torch.randn(x0.shape, generator=generator).to(device)
     t_start = strength * d.num_train_timesteps
     if d.objective == "rflow":
@@ -52,20 +53,20 @@ def sdedit(model: Any, x0: torch.Tensor, strength: float, steps: int, generator:
         sched.set_timesteps(steps, device=device)
         times = [t for t in sched.timesteps if float(t) <= t_start]
         if not times:
-            return x0
+            return net.from_residual(x0)
         x = sched.add_noise(x0, noise, times[0].reshape(1))
         for i, t in enumerate(times):
             nxt = times[i + 1] if i + 1 < len(times) else 0
             v = net(x, torch.full((1,), float(t), device=device), None)
             x, _ = sched.step(v, t, x, nxt)
-        return x
-    sched = DDIMScheduler(num_train_timesteps=d.num_train_timesteps, schedule=d.schedule, clip_sample=True)
+        return net.from_residual(x)
+    sched = DDIMScheduler(num_train_timesteps=d.num_train_timesteps, schedule=d.schedule, clip_sample=not d.mean_image)
     sched.set_timesteps(steps, device=device)
     times = [int(t) for t in sched.timesteps if int(t) <= t_start]
     if not times:
-        return x0
+        return net.from_residual(x0)
     x = sched.add_noise(x0, noise, torch.tensor([times[0]], device=device))
     for t in times:
         eps = net(x, torch.full((1,), t, device=device, dtype=torch.long), None)
         x, _ = sched.step(eps, t, x)
-    return x
+    return net.from_residual(x)

@@ -5,6 +5,11 @@
 one-hot or scalars). The condition enters the timestep embedding through a linear layer; an extra
 "present" input lets the same network learn the unconditional model (``cond=None``) for
 classifier-free guidance.
+
+With ``mean_image`` the network works on residuals around the average training image:
+:meth:`DiffusionNet.to_residual` maps model-range images ``(B, C, *size)`` to ``(x - mean) / scale``
+and :meth:`DiffusionNet.from_residual` back (both buffers are saved with the weights and set from
+the training data by the engine); without it both are the identity.
 """
 
 from __future__ import annotations
@@ -35,6 +40,16 @@ class DiffusionNet(nn.Module):
             # A vector condition instead of MONAI's class lookup: same place in the network.
             self.unet.class_embedding = nn.Linear(d.cond_dim + 1, d.channels[0] * 4)
         self.downsampling = 2 ** (levels - 1)
+        self.register_buffer("mean_image", torch.zeros(1, channels, *cfg.size) if d.mean_image else None)
+        self.register_buffer("residual_scale", torch.ones(()) if d.mean_image else None)
+
+    def to_residual(self, x: torch.Tensor) -> torch.Tensor:
+        """Model-range image → the space the network diffuses (identity without ``mean_image``)."""
+        return x if self.mean_image is None else (x - self.mean_image) / self.residual_scale
+
+    def from_residual(self, y: torch.Tensor) -> torch.Tensor:
+        """Inverse of :meth:`to_residual`."""
+        return y if self.mean_image is None else y * self.residual_scale + self.mean_image
 
     def forward(
         self, x: torch.Tensor, t: torch.Tensor, cond: torch.Tensor | None = None, drop: torch.Tensor | None = None

@@ -27,7 +27,8 @@ def training_scheduler(cfg: DiffusionConfig):
     if cfg.objective == "rflow":
         return RFlowScheduler(num_train_timesteps=cfg.num_train_timesteps, use_discrete_timesteps=True,
                               sample_method="logit-normal")
-    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True)
+    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule,
+                         clip_sample=not cfg.mean_image)
 
 
 def default_sampler(cfg: DiffusionConfig) -> tuple[str, int]:
@@ -58,7 +59,8 @@ def sample(
     generator: torch.Generator | Sequence[torch.Generator] | None = None,
     device: torch.device | str = "cpu", progress: Callable[[int, int], None] | None = None,
 ) -> torch.Tensor:
-    """Draw samples ``(B, C, *size)`` (model range, about [-1, 1]) from noise of ``shape``.
+    """Draw samples ``(B, C, *size)`` (the network's space: model range, about [-1, 1], or the
+    residual space of a ``mean_image`` model, which the caller maps back) from noise of ``shape``.
 
     Args:
         net: ``net(x, t, cond)`` → epsilon or velocity.
@@ -87,10 +89,12 @@ def sample(
                 progress(i + 1, len(timesteps))
         return x
     if sampler == "ddpm":
-        sched = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True)
+        sched = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule,
+                              clip_sample=not cfg.mean_image)
         sched.set_timesteps(cfg.num_train_timesteps, device=device)
     else:
-        sched = DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=True)
+        sched = DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule,
+                              clip_sample=not cfg.mean_image)
         sched.set_timesteps(steps, device=device)
     timesteps = list(sched.timesteps)
     for i, t in enumerate(timesteps):

@@ -101,7 +101,7 @@ def _run(cfg: RunConfig, out: Path, info: distributed.DistInfo, *, resume: bool,
         vae, vae_cfg = vae_model.network.to(info.device), vae_model.config
     recipe = make_recipe(cfg, data.cond_dim, vae, vae_cfg)
     if recipe.init_from_data is not None and ckpt is None:
-        recipe.init_from_data(torch.stack([item["image"] for item in data.train]).mean(0))
+        recipe.init_from_data(torch.stack([item["image"] for item in data.train]))
     nets = {k: v.to(info.device) for k, v in recipe.nets.items()}
     emas = {recipe.ema_key: EMA(nets[recipe.ema_key], t.ema_decay)} if t.ema_decay > 0 else {}
     optimizers = {name: torch.optim.AdamW(nets[name].parameters(), lr=_lr(cfg, name), betas=tuple(t.betas),

@@ -38,7 +38,7 @@ class Recipe:
     preview: Callable[[nn.Module, list[dict], torch.device], torch.Tensor]
     frozen: dict[str, nn.Module] = field(default_factory=dict)
     init_from_data: Callable[[torch.Tensor], None] | None = None
-    """Called once on a fresh run with the mean training image ``(C, *size)`` (model range)."""
+    """Called once on a fresh run with the training images ``(N, C, *size)`` (model range)."""
 
 
 def make_recipe(cfg: RunConfig, cond_dim: int, vae: VAE | None = None, vae_cfg: ModelConfig | None = None) -> Recipe:
@@ -145,9 +145,9 @@ def _gan_recipe(cfg: RunConfig) -> Recipe:
             return net(z[: (labels.shape[0] if labels is not None else 2)], labels)
 
     @torch.no_grad()
-    def init_mean_image(mean: torch.Tensor) -> None:
-        # tanh(mean_image) starts at the average training image; the convolutions learn the rest.
-        nets["gen"].mean_image.copy_(torch.atanh(mean.clamp(-0.98, 0.98))[None])
+    def init_mean_image(images: torch.Tensor) -> None:
+        # tanh(mean_image) is the average training image; the convolutions learn the rest.
+        nets["gen"].mean_image.copy_(torch.atanh(images.mean(0).clamp(-0.98, 0.98))[None])
 
     init = init_mean_image if g.mean_image else None
     return Recipe(nets, "gen", [("disc", disc_loss), ("gen", gen_loss)], preview, init_from_data=init)
@@ -158,15 +158,24 @@ def _diffusion_recipe(cfg: RunConfig, cond_dim: int, vae: VAE | None, vae_cfg: M
     if d.cond_dim != cond_dim:
         raise ConfigError(f"key 'model.diffusion.cond_dim': the data give a {cond_dim}-vector condition "
                   f"(data.condition={cfg.data.condition!r}); set cond_dim: {cond_dim}")
+    if d.mean_image and vae is not None:
+        raise ConfigError("key 'model.diffusion.mean_image': only for pixel-space diffusion, not family 'ldm'")
     net = build_network(cfg.model, vae_cfg)
     scheduler = training_scheduler(d)
     frozen = {"vae": vae.eval().requires_grad_(False)} if vae is not None else {}
+
+    @torch.no_grad()
+    def init_mean_image(images: torch.Tensor) -> None:
+        mean = images.mean(0, keepdim=True)
+        net.mean_image.copy_(mean)
+        net.residual_scale.fill_(float((images - mean).std().clamp_min(1e-3)))
 
     def loss_fn(m, batch, step, rng):
         x = batch["image"]
         if vae is not None:
             with torch.no_grad():
                 x = frozen["vae"].encode(x)
+        x = net.to_residual(x)
         noise = torch.randn(x.shape, generator=rng).to(x.device)
         if d.objective == "rflow":
             t = scheduler.sample_timesteps(x)
@@ -193,10 +202,11 @@ def _diffusion_recipe(cfg: RunConfig, cond_dim: int, vae: VAE | None, vae_cfg: M
                    generator=torch.Generator().manual_seed(1234), device=device)
         if vae is not None:
             with torch.no_grad():
-                x = frozen["vae"].decode(x)
-        return x
+                return frozen["vae"].decode(x)
+        return getattr(model_net, "module", model_net).from_residual(x)
 
-    return Recipe({"net": net}, "net", [("net", loss_fn)], preview, frozen)
+    init = init_mean_image if d.mean_image else None
+    return Recipe({"net": net}, "net", [("net", loss_fn)], preview, frozen, init_from_data=init)
 
 
 def _perceptual(cfg: RunConfig) -> nn.Module:

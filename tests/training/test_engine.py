@@ -107,3 +107,48 @@ def test_latent_diffusion_trains_on_a_frozen_vae_and_decodes_samples(tmp_path, t
     a, b = synthesize(model, 2, steps=3)
     assert a.shape == (1, 16, 16, 16) and torch.isfinite(a).all() and not torch.equal(a, b)
     assert a.meta["provenance"][-1]["family"] == "ldm" and a.meta["provenance"][-1]["sampler"] == "rflow"
+
+
+def _corr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(torch.corrcoef(torch.stack([a.flatten().float(), b.flatten().float()]))[0, 1])
+
+
+def test_mean_image_diffusion_samples_the_average_brain_after_two_steps_and_plain_diffusion_does_not(
+        tmp_path, tiny_config):
+    from medgen.augment._generative import sdedit
+
+    models = {}
+    for mean_image in (True, False):
+        cfg = tiny_config("diffusion", train={"steps": 2})
+        cfg["model"]["diffusion"].update({"objective": "rflow", "mean_image": mean_image})
+        models[mean_image] = load_model(train(parse_config(cfg), tmp_path / str(mean_image), device="cpu",
+                                              progress=False).model_dir)
+    data = torch.stack([item["image"] for item in prepare_data(parse_config(cfg)).train])
+    net = models[True].network
+    assert _corr(net.mean_image[0], data.mean(0)) > 0.999 and 0.0 < float(net.residual_scale) < 1.0
+    to_model = models[True].normalization.to_model
+    with_mean, plain = (to_model(synthesize(models[m], 1, steps=4)[0].as_tensor()) for m in (True, False))
+    assert _corr(with_mean, data.mean(0)) > 0.8 > _corr(plain, data.mean(0))
+    x0 = data[:1]  # SDEdit maps to the residual space and back: strength 0 returns the scan itself
+    assert torch.allclose(sdedit(models[True], x0, 0.0, 4, torch.Generator().manual_seed(0)), x0, atol=1e-5)
+
+
+def test_vae_prior_is_fitted_to_the_training_latents(tmp_path, tiny_config):
+    cfg = tiny_config("vae", train={"steps": 2})
+    model = load_model(train(parse_config(cfg), tmp_path / "vae", device="cpu", progress=False).model_dir)
+    vae = model.network
+    with torch.no_grad():
+        latents = torch.cat([vae.net.encode(item["image"][None])[0] for item in prepare_data(parse_config(cfg)).train])
+    assert torch.allclose(vae.prior_mean[0], latents.mean(0), atol=1e-4)
+    assert torch.allclose(vae.prior_std[0], latents.std(0).clamp_min(1e-4), atol=1e-4)
+    a, b = synthesize(model, 2, seed=0)
+    assert torch.allclose(a, synthesize(model, 1, seed=0)[0], atol=1e-3) and not torch.allclose(a, b, atol=1e-2)
+
+
+def test_latent_diffusion_refuses_mean_image(tmp_path, tiny_config):
+    vae_dir = train(parse_config(tiny_config("vae", train={"steps": 1})), tmp_path / "vae", device="cpu",
+                    progress=False).model_dir
+    cfg = tiny_config("ldm", model={"vae_path": str(vae_dir)}, train={"steps": 1})
+    cfg["model"]["diffusion"]["mean_image"] = True
+    with pytest.raises(ConfigError, match="mean_image"):
+        train(parse_config(cfg), tmp_path / "ldm", device="cpu", progress=False)
