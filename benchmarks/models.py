@@ -5,7 +5,8 @@ against held-out real subjects: feature MMD and FID (:mod:`medgen.evaluate.gener
 shipped self-supervised 3D network ``medgen-ssl3d-v1``; MMD is dimensionless in [0, 2], lower is
 closer) and MS-SSIM among samples (MONAI; lower is more diverse). Baseline in the same run: the
 training subjects themselves scored against the held-out ones (what a perfect model would reach with
-this many samples).
+this many samples), and the average training image repeated (what the GAN's and the diffusion
+models' ``mean_image`` start from: a model must add realistic variation to beat it).
 
 Diffusion: the epsilon model sampled with DDPM-1000 and DDIM-50, and a rectified-flow model (same
 network, data and steps, velocity objective) sampled with RFlow-10: a velocity model cannot be sampled
@@ -31,7 +32,7 @@ from medgen.training.data import prepare_data
 
 # At least 16 channels at full resolution: PyTorch's oneDNN 3D convolution backward is many times
 # slower for fewer input channels on CPU.
-UNET = {"channels": [16, 32, 32], "attention": [False, False, False], "norm_num_groups": 8}
+UNET = {"channels": [16, 32, 32], "attention": [False, False, False], "norm_num_groups": 8, "mean_image": True}
 NETS = {
     "vae": {"vae": {"channels": [16, 32, 32], "latent_channels": 3, "norm_num_groups": 8}},
     "gan": {"gan": {"latent_dim": 64, "channels": [64, 32, 16, 16], "disc_channels": 16, "disc_layers": 3,
@@ -101,6 +102,9 @@ def main() -> None:
         print(f"| {name} | {label} | {steps} | {tr:.0f} | {per:.3f} | {m:.3f} | {f:.1f} | {div:.3f} |")
     print(f"| baseline: training subjects | - | - | - | - | {mmd(real, train_real):.3f} | {fid(real, train_real):.1f} "
           f"| {ms_ssim_diversity(train_real):.3f} |")
+    mean = torch.stack([v["image"] for v in data.train]).mean(0, keepdim=True).expand(args.num, -1, -1, -1, -1)
+    print(f"| baseline: average training image | - | - | - | - | {mmd(real, mean):.3f} | {fid(real, mean):.1f} "
+          f"| {ms_ssim_diversity(mean):.3f} |")
     print(f"| real held-out | - | - | - | - | - | - | {ms_ssim_diversity(real):.3f} |")
 
 

@@ -8,9 +8,11 @@ it. Per call, for every channel:
 
 1. **Contrast.** Each label ``k`` gets a random mean ``mu_k ~ U(0, 1)`` (the background label 0
    ``U(background)``), so every ordering of tissue brightness occurs.
-2. **Texture.** The scan's own detail inside each label, ``r = img / mean_k(img) - 1`` (clipped to
-   ``[-1, 1]``), is kept with a random signed weight ``c ~ U(texture)``: ``mu_k (1 + c r)``. A
-   negative ``c`` inverts it, as T2 does to what T1 shows dark.
+2. **Texture.** The scan's own detail inside each label, ``r = (img - mean_k(img)) / range`` (the
+   input's 0.5-99.5 percentile range; clipped to ``[-0.5, 0.5]``), is kept with a random signed
+   weight ``c ~ U(texture)``: ``mu_k + c r``. A negative ``c`` inverts it, as T2 does to what T1
+   shows dark. (Detail relative to the range, not to the label's mean: a dark label such as CSF on
+   T1 would otherwise come out as amplified noise and stop being learnable.)
 3. **Partial volume and resolution.** A Gaussian blur of up to ``blur_vox`` voxels per axis.
 4. **Bias field** ``exp(b g)`` (``b ~ U(0, bias)``, ``g`` smooth unit-RMS, ~60 mm) and **Rician
    noise** (std ``U(noise)`` of the brightest label mean), with :mod:`medgen.data.contrast`'s physics.
@@ -82,14 +84,14 @@ def render_tissue_contrast(
         own = torch.zeros_like(mu).index_add_(0, lab.flatten(), x.flatten())
         own = own / torch.bincount(lab.flatten(), minlength=len(mu)).clamp(min=1)
         ref = own[lab]
-        resid = torch.where(ref.abs() > 1e-6, x / torch.where(ref.abs() > 1e-6, ref, 1.0) - 1.0, 0.0).clamp(-1, 1)
-        out = mu[lab] * (1.0 + float(rng.uniform(*texture)) * resid)
+        lo, hi = np.percentile(x.numpy(), [0.5, 99.5])
+        resid = ((x - ref) / max(float(hi - lo), 1e-6)).clamp(-0.5, 0.5)
+        out = (mu[lab] + float(rng.uniform(*texture)) * resid).clamp_min(0.0)
         params = ContrastParams(contrast="random", means=(float(mu.max()),) * 3, bias=float(rng.uniform(0.0, bias)),
                                 blur_vox=tuple(float(v) for v in rng.uniform(0.0, blur_vox, 3)),
                                 noise=float(rng.uniform(*noise)), seed=int(rng.integers(2**31 - 2)))
         out = blur(out[None], params) * bias_field(tuple(out.shape), spacing, params)
         out = rician_noise(out, params)[0]
-        lo, hi = np.percentile(x.numpy(), [0.5, 99.5])
         o_lo, o_hi = np.percentile(out.numpy(), [0.5, 99.5])
         channels.append((out - o_lo) / max(o_hi - o_lo, 1e-6) * (hi - lo) + lo)
         means_drawn.append([round(float(mu[k]), 4) for k in present.tolist()])

@@ -20,13 +20,18 @@ Family = Literal["vae", "gan", "diffusion", "ldm"]
 
 @dataclass
 class VAEConfig:
-    """KL autoencoder (MONAI ``AutoencoderKL``): each level after the first halves the size."""
+    """KL autoencoder (MONAI ``AutoencoderKL``): each level after the first halves the size.
+
+    ``mean_image``: code the residual around the average training image (aligned data: brains in
+    one space), so short CPU runs reconstruct and sample anatomy instead of a blur.
+    """
 
     channels: list[int] = field(default_factory=lambda: [16, 32, 32])
     latent_channels: int = 3
     num_res_blocks: int = 1
     norm_num_groups: int = 8
     attention: bool = False
+    mean_image: bool = False
 
 
 @dataclass

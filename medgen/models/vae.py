@@ -11,6 +11,11 @@ rather than from ``N(0, 1)``: with the weak KL term that keeps reconstructions s
 is far from the standard normal, and ``N(0, 1)`` latents decode to texture, not anatomy (ex-post
 density estimation: Ghosh et al., "From variational to deterministic autoencoders", ICLR 2020).
 Before training sets them they are 0 and 1, the standard normal prior.
+
+With ``mean_image`` the autoencoder codes the residual ``x - mean`` around the average training
+image (a buffer the engine sets from the data): reconstructions and samples start as the average
+anatomy and training adds the subject's detail, so a model trained for minutes on aligned data is
+not a blur.
 """
 
 from __future__ import annotations
@@ -41,21 +46,37 @@ class VAE(nn.Module):
         latent = [v.latent_channels, *[max(1, s // self.downsampling) for s in cfg.size]]
         self.register_buffer("prior_mean", torch.zeros(1, *latent))
         self.register_buffer("prior_std", torch.ones(1, *latent))
+        self.register_buffer("mean_image", torch.zeros(1, cfg.in_channels, *cfg.size) if v.mean_image else None)
+        if v.mean_image:  # the decoder's last convolution starts at zero: the first output is the mean image
+            last = [m for m in self.net.decoder.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))][-1]
+            nn.init.zeros_(last.weight)
+            nn.init.zeros_(last.bias)
+
+    def _mean(self, x: torch.Tensor) -> torch.Tensor | float:
+        if self.mean_image is None:
+            return 0.0
+        if tuple(x.shape[2:]) != tuple(self.mean_image.shape[2:]):
+            raise ValueError(f"this VAE codes residuals around its {tuple(self.mean_image.shape[2:])} mean image; "
+                             f"got a {tuple(x.shape[2:])} volume")
+        return self.mean_image
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """Reconstruction, latent mean and latent std of ``x`` ``(B, C, *size)``."""
-        return self.net(x)
+        mean = self._mean(x)
+        recon, mu, sigma = self.net(x - mean)
+        return recon + mean, mu, sigma
 
     def encode(self, x: torch.Tensor, sample: bool = False) -> torch.Tensor:
         """Scaled latent of ``x``: the mean (or a sample) times ``latent_scale``."""
-        mu, sigma = self.net.encode(x)
+        mu, sigma = self.net.encode(x - self._mean(x))
         z = self.net.sampling(mu, sigma) if sample else mu
         return z * self.latent_scale
 
     def sample_latent(self, generator: torch.Generator) -> torch.Tensor:
-        """One unscaled latent ``(1, latent_channels, *size / downsampling)`` from the fitted prior."""
+        """One scaled latent ``(1, latent_channels, *size / downsampling)`` from the fitted prior
+        (:meth:`decode` turns it into an image)."""
         eps = torch.randn(self.prior_mean.shape, generator=generator).to(self.prior_mean.device)
-        return self.prior_mean + self.prior_std * eps
+        return (self.prior_mean + self.prior_std * eps) * self.latent_scale
 
     @torch.no_grad()
     def fit_prior(self, latents: list[torch.Tensor]) -> None:
@@ -75,7 +96,8 @@ class VAE(nn.Module):
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
         """Image in [-1, 1] range from a scaled latent (inverse of :meth:`encode`)."""
-        return self.net.decode(z / self.latent_scale)
+        y = self.net.decode(z / self.latent_scale)
+        return y + self._mean(y)
 
 
 def kl_loss(mu: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:

@@ -16,14 +16,15 @@ from medgen.synthesize.save import save_samples
 from medgen.viz import save_montage
 
 # At least 16 channels at full resolution: PyTorch's oneDNN 3D convolution backward is many times
-# slower for fewer input channels on CPU. The GAN's learned mean image gives brain-shaped samples
-# within ~100 steps; the convolutions then learn the subject-to-subject variation.
+# slower for fewer input channels on CPU. With ``mean_image`` each model starts from the average training
+# image (fixed), so samples are brain-shaped within ~100 steps; the networks learn the subject variation.
 _DEMO_NETS = {
-    "vae": {"family": "vae", "vae": {"channels": [16, 32, 32], "latent_channels": 3, "norm_num_groups": 8}},
+    "vae": {"family": "vae", "vae": {"channels": [16, 32, 32], "latent_channels": 3, "norm_num_groups": 8,
+                                     "mean_image": True}},
     "gan": {"family": "gan", "gan": {"latent_dim": 64, "channels": [64, 32, 16, 16], "disc_channels": 16,
                                      "mean_image": True}},
     "rflow": {"family": "diffusion", "diffusion": {"channels": [16, 32, 32], "attention": [False] * 3,
-                                                  "norm_num_groups": 8, "objective": "rflow"}},
+                                                  "norm_num_groups": 8, "objective": "rflow", "mean_image": True}},
 }
 # Diffusion and VAE steps cost about twice a GAN step on CPU: they train for half the steps.
 _STEP_SHARE = {"vae": 0.5, "gan": 1.0, "rflow": 0.5}

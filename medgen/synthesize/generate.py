@@ -91,7 +91,7 @@ def _batch(model, gens, sampler, steps, cond, labels, guidance, device) -> torch
         z = torch.cat([torch.randn(1, cfg.gan.latent_dim, generator=g) for g in gens]).to(device)
         return net(z, labels)
     if cfg.family == "vae":
-        return net.net.decode(torch.cat([net.sample_latent(g) for g in gens]))
+        return net.decode(torch.cat([net.sample_latent(g) for g in gens]))
     shape = [b, cfg.in_channels, *cfg.size]
     if cfg.family == "ldm":
         down = model.vae.downsampling

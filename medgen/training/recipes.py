@@ -90,12 +90,17 @@ def _vae_recipe(cfg: RunConfig) -> Recipe:
 
     phases = [("vae", vae_loss)] + ([("disc", disc_loss)] if adv else [])
 
+    @torch.no_grad()
+    def init_mean_image(images: torch.Tensor) -> None:
+        nets["vae"].mean_image.copy_(images.mean(0, keepdim=True))
+
     def preview(net, val, device):
         x = torch.stack([v["image"] for v in val[:2]]).to(device)
         with torch.no_grad():
             return torch.cat([x, net(x)[0]])
 
-    return Recipe(nets, "vae", phases, preview)
+    init = init_mean_image if cfg.model.vae.mean_image else None
+    return Recipe(nets, "vae", phases, preview, init_from_data=init)
 
 
 def _disc_terms(disc: nn.Module, criterion: PatchAdversarialLoss, real: torch.Tensor, fake: torch.Tensor):

@@ -133,16 +133,24 @@ def test_mean_image_diffusion_samples_the_average_brain_after_two_steps_and_plai
     assert torch.allclose(sdedit(models[True], x0, 0.0, 4, torch.Generator().manual_seed(0)), x0, atol=1e-5)
 
 
-def test_vae_prior_is_fitted_to_the_training_latents(tmp_path, tiny_config):
+@pytest.mark.parametrize("mean_image", [False, True])
+def test_vae_prior_is_fitted_to_the_training_latents(tmp_path, tiny_config, mean_image):
     cfg = tiny_config("vae", train={"steps": 2})
+    cfg["model"]["vae"]["mean_image"] = mean_image
     model = load_model(train(parse_config(cfg), tmp_path / "vae", device="cpu", progress=False).model_dir)
-    vae = model.network
+    vae, data = model.network, torch.stack([item["image"] for item in prepare_data(parse_config(cfg)).train])
+    mean = data.mean(0, keepdim=True) if mean_image else 0.0
+    if mean_image:
+        assert torch.allclose(vae.mean_image, mean)
     with torch.no_grad():
-        latents = torch.cat([vae.net.encode(item["image"][None])[0] for item in prepare_data(parse_config(cfg)).train])
+        latents = vae.net.encode(data - mean)[0]
     assert torch.allclose(vae.prior_mean[0], latents.mean(0), atol=1e-4)
     assert torch.allclose(vae.prior_std[0], latents.std(0).clamp_min(1e-4), atol=1e-4)
     a, b = synthesize(model, 2, seed=0)
     assert torch.allclose(a, synthesize(model, 1, seed=0)[0], atol=1e-3) and not torch.allclose(a, b, atol=1e-2)
+    corr = _corr(model.normalization.to_model(a.as_tensor()), data.mean(0))
+    if mean_image:  # two steps: the residual model already samples the average anatomy
+        assert corr > 0.9
 
 
 def test_latent_diffusion_refuses_mean_image(tmp_path, tiny_config):
