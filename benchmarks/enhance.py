@@ -177,7 +177,7 @@ def main() -> None:
     parser.add_argument("--models", default="denoiser3d", help="pretrained denoisers (shipped names, folders or "
                         ".safetensors files), comma-separated; the first is also adapted")
     parser.add_argument("--adapt-steps", type=int, default=40)
-    parser.add_argument("--ss-steps", type=int, default=150)
+    parser.add_argument("--ss-steps", type=int, default=400, help="self-supervised steps (the CLI default)")
     parser.add_argument("--sr-steps", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-denoise", action="store_true")
