@@ -84,3 +84,5 @@ def test_generator_with_mean_image_starts_from_that_image_for_every_latent():
         gen.mean_image.uniform_(-1, 1)
         out = gen(torch.randn(3, 8, generator=torch.Generator().manual_seed(0)))
     assert torch.allclose(out, torch.tanh(gen.mean_image).expand(3, -1, -1, -1, -1))
+    # a fixed image saved with the weights, never an optimised parameter (Adam would add per-voxel noise)
+    assert "mean_image" in gen.state_dict() and "mean_image" not in dict(gen.named_parameters())
