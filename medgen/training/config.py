@@ -158,6 +158,12 @@ def check_config(cfg: RunConfig) -> None:
         raise ConfigError("key 'model.diffusion.attention': needs one entry per entry of model.diffusion.channels")
     if cfg.data.patch_size is not None and m.family == "gan":
         raise ConfigError("key 'data.patch_size': the GAN generates whole volumes; patches need vae/diffusion")
+    mean_image = {"vae": m.vae.mean_image, "diffusion": m.diffusion.mean_image}.get(m.family, False)
+    if cfg.data.patch_size is not None and mean_image:
+        raise ConfigError(f"key 'model.{m.family}.mean_image': the mean image is a whole-volume prior; "
+                          "it cannot be combined with data.patch_size")
+    if m.family == "ldm" and m.diffusion.mean_image:
+        raise ConfigError("key 'model.diffusion.mean_image': only for pixel-space diffusion, not family 'ldm'")
     if cfg.data.condition == "labels" and m.family == "gan" and m.gan.label_classes != cfg.data.label_classes:
         raise ConfigError("key 'model.gan.label_classes': must equal data.label_classes for label conditioning")
     if cfg.loss.perceptual_weight > 0 and not cfg.loss.perceptual_weights:

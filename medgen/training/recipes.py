@@ -163,8 +163,6 @@ def _diffusion_recipe(cfg: RunConfig, cond_dim: int, vae: VAE | None, vae_cfg: M
     if d.cond_dim != cond_dim:
         raise ConfigError(f"key 'model.diffusion.cond_dim': the data give a {cond_dim}-vector condition "
                   f"(data.condition={cfg.data.condition!r}); set cond_dim: {cond_dim}")
-    if d.mean_image and vae is not None:
-        raise ConfigError("key 'model.diffusion.mean_image': only for pixel-space diffusion, not family 'ldm'")
     net = build_network(cfg.model, vae_cfg)
     scheduler = training_scheduler(d)
     frozen = {"vae": vae.eval().requires_grad_(False)} if vae is not None else {}

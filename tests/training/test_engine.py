@@ -153,10 +153,11 @@ def test_vae_prior_is_fitted_to_the_training_latents(tmp_path, tiny_config, mean
         assert corr > 0.9
 
 
-def test_latent_diffusion_refuses_mean_image(tmp_path, tiny_config):
-    vae_dir = train(parse_config(tiny_config("vae", train={"steps": 1})), tmp_path / "vae", device="cpu",
-                    progress=False).model_dir
-    cfg = tiny_config("ldm", model={"vae_path": str(vae_dir)}, train={"steps": 1})
-    cfg["model"]["diffusion"]["mean_image"] = True
+@pytest.mark.parametrize("family", ["ldm", "vae", "diffusion"])
+def test_mean_image_is_refused_for_latent_diffusion_and_patch_training(tiny_config, family):
+    # a whole-volume prior: neither latents nor random patches line up with it
+    cfg = tiny_config(family, model={"vae_path": "runs/vae/model"} if family == "ldm" else {},
+                      data={} if family == "ldm" else {"patch_size": [8, 8, 8]})
+    cfg["model"]["vae" if family == "vae" else "diffusion"]["mean_image"] = True
     with pytest.raises(ConfigError, match="mean_image"):
-        train(parse_config(cfg), tmp_path / "ldm", device="cpu", progress=False)
+        parse_config(cfg)
