@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-from monai.networks.schedulers import DDIMScheduler, RFlowScheduler
+from monai.networks.schedulers import RFlowScheduler
 
 from medgen.errors import ConfigError
+from medgen.models.sampling import epsilon_scheduler
 from medgen.models.shapes import fit
 
 
@@ -60,7 +61,7 @@ def sdedit(model: Any, x0: torch.Tensor, strength: float, steps: int, generator:
             v = net(x, torch.full((1,), float(t), device=device), None)
             x, _ = sched.step(v, t, x, nxt)
         return net.from_residual(x)
-    sched = DDIMScheduler(num_train_timesteps=d.num_train_timesteps, schedule=d.schedule, clip_sample=not d.mean_image)
+    sched = epsilon_scheduler(d, "ddim")
     sched.set_timesteps(steps, device=device)
     times = [int(t) for t in sched.timesteps if int(t) <= t_start]
     if not times:

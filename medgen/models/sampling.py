@@ -27,8 +27,14 @@ def training_scheduler(cfg: DiffusionConfig):
     if cfg.objective == "rflow":
         return RFlowScheduler(num_train_timesteps=cfg.num_train_timesteps, use_discrete_timesteps=True,
                               sample_method="logit-normal")
-    return DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule,
-                         clip_sample=not cfg.mean_image)
+    return epsilon_scheduler(cfg, "ddpm")
+
+
+def epsilon_scheduler(cfg: DiffusionConfig, kind: str) -> DDPMScheduler | DDIMScheduler:
+    """MONAI's DDPM or DDIM scheduler for an epsilon model of ``cfg``. Its x0 estimates are clipped to
+    the model range [-1, 1], except in the residual space of a ``mean_image`` model (other bounds)."""
+    cls = DDPMScheduler if kind == "ddpm" else DDIMScheduler
+    return cls(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule, clip_sample=not cfg.mean_image)
 
 
 def default_sampler(cfg: DiffusionConfig) -> tuple[str, int]:
@@ -88,14 +94,8 @@ def sample(
             if progress:
                 progress(i + 1, len(timesteps))
         return x
-    if sampler == "ddpm":
-        sched = DDPMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule,
-                              clip_sample=not cfg.mean_image)
-        sched.set_timesteps(cfg.num_train_timesteps, device=device)
-    else:
-        sched = DDIMScheduler(num_train_timesteps=cfg.num_train_timesteps, schedule=cfg.schedule,
-                              clip_sample=not cfg.mean_image)
-        sched.set_timesteps(steps, device=device)
+    sched = epsilon_scheduler(cfg, sampler)
+    sched.set_timesteps(cfg.num_train_timesteps if sampler == "ddpm" else steps, device=device)
     timesteps = list(sched.timesteps)
     for i, t in enumerate(timesteps):
         eps = denoise(x, torch.full((batch,), int(t), device=device, dtype=torch.long))

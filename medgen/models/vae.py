@@ -86,7 +86,8 @@ class VAE(nn.Module):
         """
         z = torch.cat(latents)
         if tuple(z.shape[1:]) == tuple(self.prior_mean.shape[1:]):
-            mean, std = z.mean(0, keepdim=True), z.std(0, keepdim=True) if len(z) > 1 else torch.ones_like(z)
+            mean = z.mean(0, keepdim=True)
+            std = z.std(0, keepdim=True) if len(z) > 1 else torch.ones_like(mean)
         else:
             dims = [0, *range(2, z.ndim)]
             mean = z.mean(dims, keepdim=True).expand_as(self.prior_mean)

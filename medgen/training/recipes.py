@@ -206,7 +206,7 @@ def _diffusion_recipe(cfg: RunConfig, cond_dim: int, vae: VAE | None, vae_cfg: M
         if vae is not None:
             with torch.no_grad():
                 return frozen["vae"].decode(x)
-        return getattr(model_net, "module", model_net).from_residual(x)
+        return model_net.from_residual(x)
 
     init = init_mean_image if d.mean_image else None
     return Recipe({"net": net}, "net", [("net", loss_fn)], preview, frozen, init_from_data=init)
