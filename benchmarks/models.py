@@ -34,7 +34,7 @@ from medgen.training.data import prepare_data
 # slower for fewer input channels on CPU.
 UNET = {"channels": [16, 32, 32], "attention": [False, False, False], "norm_num_groups": 8, "mean_image": True}
 NETS = {
-    "vae": {"vae": {"channels": [16, 32, 32], "latent_channels": 3, "norm_num_groups": 8}},
+    "vae": {"vae": {"channels": [16, 32, 32], "latent_channels": 3, "norm_num_groups": 8, "mean_image": True}},
     "gan": {"gan": {"latent_dim": 64, "channels": [64, 32, 16, 16], "disc_channels": 16, "disc_layers": 3,
                     "mean_image": True}},
     "ddpm": {"diffusion": {**UNET, "objective": "epsilon"}},
