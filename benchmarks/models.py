@@ -56,7 +56,6 @@ def config(name: str, args) -> dict:
         "train": {"steps": steps, "batch_size": 4 if gan else 2, "lr": 2e-4 if gan else 1e-3, "val_every": 0,
                   "checkpoint_every": 0, "ema_decay": 0.99, "lr_schedule": "constant",
                   "betas": [0.0, 0.99] if gan else [0.9, 0.999], "grad_clip": 0.0 if gan else 1.0},
-        "loss": {"kl_weight": 1e-6} if name == "vae" else {},
     }
 
 
