@@ -133,6 +133,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="1 is fastest on a shared 2-core machine")
     parser.add_argument("--ct-fraction", type=float, default=0.3, help="share of crops from the CT phantoms")
     parser.add_argument("--init", default=None, help="start from these weights (a shipped name or a folder)")
+    parser.add_argument("--features", default=",".join(map(str, DENOISER_FEATURES)),
+                        help="BasicUNet feature sizes of a fresh network (6 ints; ignored with --init)")
     parser.add_argument("--name", default="denoiser3d")
     parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="folder for NAME.safetensors + NAME.json")
     parser.add_argument("--overwrite", action="store_true")
@@ -143,7 +145,8 @@ def main() -> None:
     rng = np.random.default_rng(args.seed)
     sources = load_sources()
     ct_sources = load_ct_sources() if args.ct_fraction > 0 else []
-    net = load_denoiser(args.init)[0].train() if args.init else Denoiser3d(DENOISER_FEATURES)
+    features = tuple(int(f) for f in args.features.split(","))
+    net = load_denoiser(args.init)[0].train() if args.init else Denoiser3d(features)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.steps, pct_start=0.05)
     start, running, identity = time.time(), [], []
@@ -168,7 +171,10 @@ def main() -> None:
         "features": list(net.features),
         "task": "blind 3D denoising, noise std estimated from the scan and given as a second channel",
         "normalisation": "x_norm = (x - p0.5) / (p99.5 - p0.5) over the whole scan; sigma in the same units",
-        "noise": {"models": ["rician", "gaussian"], "sigma_range_of_bright_tissue": list(SIGMA_RANGE)},
+        "noise": {
+            "models": ["rician", "gaussian", "poisson (through the Anscombe transform)"],
+            "sigma_range_of_bright_tissue": list(SIGMA_RANGE),
+        },
         "training": {
             "data": "MNI152 2009a T1 at 1 and 2 mm (nilearn files via medgen.data.mni152), own T1 contrast "
             "with random gamma and random synthetic tissue contrasts from its CSF/GM/WM maps; "

@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from medgen.enhance import noise as noise_models
-from medgen.enhance.inference import DEFAULT_ROI, sliding_window
+from medgen.enhance.inference import DEFAULT_ROI, flip_ensemble, sliding_window
 from medgen.enhance.networks import Denoiser3d
 from medgen.enhance.pretrained import DEFAULT_DENOISER, load_denoiser
 from medgen.enhance.self_supervised import fit_neighbor2neighbor
@@ -41,6 +41,7 @@ NOISES = ("auto", *noise_models.NOISE_MODELS)
 ADAPT_LR, SCRATCH_LR = 1e-4, 2e-3
 # from scratch, Neighbor2Neighbor plateaus for ~150 steps before the PSNR rises (+5 dB at 300 on 64³)
 DEFAULT_STEPS = {"adapt": 100, "self-supervised": 400}
+DEFAULT_FLIPS = 1
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ def denoise_array(
     sigma: float | None = None,
     steps: int | None = None,
     seed: int = 0,
+    flips: int = DEFAULT_FLIPS,
     device: str = "cpu",
     roi: tuple[int, int, int] = DEFAULT_ROI,
     callback: Callable[[int, float], None] | None = None,
@@ -81,17 +83,18 @@ def denoise_array(
         noise: ``"rician"``, ``"gaussian"`` or ``"poisson"`` (not ``"auto"`` here).
         sigma: noise std in the units of ``x``; estimated when None (ignored for ``"poisson"``).
         steps: Neighbor2Neighbor optimiser steps for ``"adapt"`` / ``"self-supervised"`` (None: 100 / 400).
+        flips: mirrored copies averaged at inference (1-8, :func:`~medgen.enhance.inference.flip_ensemble`).
         callback: ``callback(step, loss)`` during self-supervised training.
 
     Returns:
         ``(denoised (X, Y, Z) float32, info)`` with ``info`` = method, sigma (input units), noise,
-        model, steps.
+        model, steps, flips.
     """
     method = "pretrained" if method == "auto" else method
     if method not in METHODS:
         raise ConfigError(f"key 'method': unknown '{method}', choose one of {', '.join(METHODS)}")
     x = np.asarray(x, dtype=np.float32)
-    info: dict = {"method": method, "noise": noise}
+    info: dict = {"method": method, "noise": noise, "flips": flips}
     if noise == "poisson":
         gain, read_var = noise_models.estimate_poisson_gaussian(x)
         info.update(gain=gain, read_var=read_var)
@@ -117,7 +120,8 @@ def denoise_array(
         fit_neighbor2neighbor(net, volume, sigma_n, steps=steps, lr=lr, seed=seed, device=device, callback=callback)
         info["steps"] = steps
     net.to(device).eval()
-    out = sliding_window(lambda w: net(w, sigma_n), volume, roi=roi, device=device)[0, 0].numpy()
+    predict = flip_ensemble(lambda w: net(w, sigma_n), flips)
+    out = sliding_window(predict, volume, roi=roi, device=device)[0, 0].numpy()
     out = norm.inverse(out)
     if noise == "poisson":
         out = noise_models.inverse_anscombe(out, info["gain"], info["read_var"]).astype(np.float32)
@@ -138,6 +142,7 @@ def denoise(
     sigma: float | None = None,
     steps: int | None = None,
     seed: int = 0,
+    flips: int = DEFAULT_FLIPS,
     device: str = "cpu",
     callback: Callable[[int, float], None] | None = None,
 ) -> torch.Tensor:
@@ -165,13 +170,13 @@ def denoise(
     for c in range(array.shape[0]):
         out, info = denoise_array(
             array[c], method=method, model=model, noise=noise, sigma=sigma, steps=steps, seed=seed,
-            device=device, callback=callback,
+            flips=flips, device=device, callback=callback,
         )
         channels.append(out)
         infos.append(info)
     result = like(scan, np.stack(channels).astype(np.float32))
     first = infos[0]
-    extra = {k: first[k] for k in ("sigma", "gain", "read_var", "steps") if k in first}
+    extra = {k: first[k] for k in ("sigma", "gain", "read_var", "steps", "flips") if k in first}
     if "sigma" in extra and len(infos) > 1:
         extra["sigma"] = [i["sigma"] for i in infos]
     return mark(

@@ -30,6 +30,16 @@ def test_pretrained_denoiser_raises_psnr_and_keeps_geometry(mni_crop, noisy_crop
     assert out.meta["synthetic"] is False
 
 
+def test_flip_ensemble_beats_a_single_pass_and_is_recorded(mni_crop, noisy_crop):
+    noisy, _ = noisy_crop
+    mask = foreground_mask(mni_crop)
+    single, ensembled = denoise(noisy), denoise(noisy, flips=8)
+    assert psnr(ensembled, mni_crop, mask) > psnr(single, mni_crop, mask) + 0.1
+    assert ensembled.meta["provenance"][-1]["flips"] == 8
+    with pytest.raises(ConfigError, match="'flips'"):
+        denoise(noisy, flips=9)
+
+
 def test_self_supervised_training_needs_no_weights_and_learns(mni_crop, noisy_crop):
     # Honest scope: a few dozen Neighbor2Neighbor steps from scratch lower the self-supervised loss but
     # do not yet beat the noisy input (see benchmarks/enhance.py); here: it trains and is recorded.
