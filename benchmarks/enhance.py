@@ -101,12 +101,13 @@ def denoisers(noisy: np.ndarray, clean: np.ndarray, sigma: float, noise: str, ma
     }
     for model in args.models:
         label = "medgen pretrained" if model == args.models[0] else f"medgen pretrained ({Path(model).stem})"
-        methods[label] = lambda m=model: denoise_array(noisy, method="pretrained", noise=noise, model=m)[0]
+        methods[label] = lambda m=model: denoise_array(noisy, method="pretrained", noise=noise, model=m,
+                                                       flips=args.flips)[0]
     methods |= {
         f"medgen adapt ({args.adapt_steps} st)": lambda: denoise_array(
-            noisy, method="adapt", noise=noise, steps=args.adapt_steps, model=args.models[0])[0],
+            noisy, method="adapt", noise=noise, steps=args.adapt_steps, model=args.models[0], flips=args.flips)[0],
         f"medgen self-sup ({args.ss_steps} st)": lambda: denoise_array(
-            noisy, method="self-supervised", noise=noise, steps=args.ss_steps)[0],
+            noisy, method="self-supervised", noise=noise, steps=args.ss_steps, flips=args.flips)[0],
     }
     if "gauss" not in skip:
         def best_gaussian() -> np.ndarray:
@@ -177,6 +178,7 @@ def main() -> None:
     parser.add_argument("--models", default="denoiser3d", help="pretrained denoisers (shipped names, folders or "
                         ".safetensors files), comma-separated; the first is also adapted")
     parser.add_argument("--adapt-steps", type=int, default=40)
+    parser.add_argument("--flips", type=int, default=None, help="medgen's flip ensemble (default: the CLI's)")
     parser.add_argument("--ss-steps", type=int, default=400, help="self-supervised steps (the CLI default)")
     parser.add_argument("--sr-steps", type=int, default=300)
     parser.add_argument("--threads", type=int, default=2)

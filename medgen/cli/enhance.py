@@ -16,7 +16,6 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from medgen.cli import app
-from medgen.enhance.denoise import DEFAULT_FLIPS
 from medgen.enhance.denoise import denoise as denoise_scan
 from medgen.enhance.superres import superres as superres_scan
 from medgen.errors import ConfigError, MedgenError, ScanWriteError
@@ -90,7 +89,7 @@ def denoise(
     sigma: float = typer.Option(None, help="Noise std in the scan's units (default: estimated)."),
     steps: int = typer.Option(None, help="Self-supervised steps (default 100 for adapt, 400 self-supervised)."),
     seed: int = typer.Option(0, help="Seed of every random choice."),
-    flips: int = typer.Option(DEFAULT_FLIPS, help="Mirrored copies averaged at inference, 1-8 (more: better, slower)."),
+    flips: int = typer.Option(None, help="Mirrored passes averaged, 1-8 (default: 8 up to 96³ voxels, fewer above)."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
