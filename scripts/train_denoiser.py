@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import platform
+import sys
 import time
 from pathlib import Path
 
@@ -186,6 +187,7 @@ def main() -> None:
             "threads": args.threads, "loss": "MSE", "final_loss": float(np.mean(running[-100:])),
             "wall_time_s": round(time.time() - start, 1), "script": "scripts/train_denoiser.py",
             "torch": torch.__version__, "monai": monai.__version__, "python": platform.python_version(),
+            "command": " ".join(["python", *sys.argv]),
         },
         "limitations": "Anatomy seen in training is the MNI152 template itself (benchmarks on it are not held "
         "out) and procedural CT phantoms, no patient scans.",

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 
 from medgen.enhance import noise as noise_models
-from medgen.enhance.inference import DEFAULT_ROI, flip_ensemble, sliding_window
+from medgen.enhance.inference import DEFAULT_ROI, check_flips, flip_ensemble, sliding_window
 from medgen.enhance.networks import Denoiser3d
 from medgen.enhance.pretrained import DEFAULT_DENOISER, load_denoiser
 from medgen.enhance.self_supervised import fit_neighbor2neighbor
@@ -47,8 +47,8 @@ FLIP_BUDGET_VOXELS = 8 * 96**3  # 8 passes over 96³: ~45 s on 2 CPU cores, +0.3
 
 def auto_flips(shape: tuple[int, ...]) -> int:
     """Default flip-ensemble size: 8 up to 96³ voxels, then 4, 2, 1 so the cost stays near 8 × 96³."""
-    voxels = max(int(np.prod(shape[-3:])), 1)
-    return next(n for n in (8, 4, 2, 1) if n * voxels <= FLIP_BUDGET_VOXELS or n == 1)
+    voxels = int(np.prod(shape[-3:]))
+    return next((n for n in (8, 4, 2) if n * voxels <= FLIP_BUDGET_VOXELS), 1)
 
 
 @dataclass(frozen=True)
@@ -102,7 +102,7 @@ def denoise_array(
     if method not in METHODS:
         raise ConfigError(f"key 'method': unknown '{method}', choose one of {', '.join(METHODS)}")
     x = np.asarray(x, dtype=np.float32)
-    flips = auto_flips(x.shape) if flips is None else flips
+    flips = auto_flips(x.shape) if flips is None else check_flips(flips)  # before any training
     info: dict = {"method": method, "noise": noise, "flips": flips}
     if noise == "poisson":
         gain, read_var = noise_models.estimate_poisson_gaussian(x)

@@ -19,6 +19,13 @@ DEFAULT_ROI = (64, 64, 64)
 FLIPS = ((), (2, 3, 4), (2,), (3, 4), (3,), (2, 4), (4,), (2, 3))
 
 
+def check_flips(n: int) -> int:
+    """``n`` if it is a valid flip-ensemble size (1-8), else a :class:`ConfigError` naming ``flips``."""
+    if not 1 <= n <= len(FLIPS):
+        raise ConfigError(f"key 'flips': must be 1-{len(FLIPS)}, got {n}")
+    return n
+
+
 def flip_ensemble(predictor: Callable[[torch.Tensor], torch.Tensor], n: int) -> Callable[[torch.Tensor], torch.Tensor]:
     """``predictor`` averaged over ``n`` (1-8) mirrored copies of its input (test-time ensembling).
 
@@ -26,8 +33,7 @@ def flip_ensemble(predictor: Callable[[torch.Tensor], torch.Tensor], n: int) -> 
     ``n`` flipped predictions (each flipped back) lowers the error at ``n`` times the cost.
     Shapes: ``(B, C, X, Y, Z)`` in and out.
     """
-    if not 1 <= n <= len(FLIPS):
-        raise ConfigError(f"key 'flips': must be 1-{len(FLIPS)}, got {n}")
+    check_flips(n)
 
     def predict(x: torch.Tensor) -> torch.Tensor:
         out = predictor(x)

@@ -25,6 +25,17 @@ def test_denoise_cli_on_a_nifti_file_keeps_geometry_and_records_provenance(tmp_p
     assert record["operation"] == "denoise" and record["model"] == "denoiser3d" and record["seed"] == 0
 
 
+def test_denoise_cli_flips_option_is_recorded_and_checked(tmp_path, noisy_crop):
+    noisy, _ = noisy_crop
+    src = save_scan(noisy, tmp_path / "noisy.nii.gz")
+    result = runner.invoke(app, ["denoise", str(src), str(tmp_path / "one.nii.gz"), "--flips", "1"])
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "one.json").read_text())["provenance"][-1]["flips"] == 1
+    bad = runner.invoke(app, ["denoise", str(src), str(tmp_path / "bad.nii.gz"), "--flips", "0"])
+    assert bad.exit_code == 1 and "'flips'" in bad.output and "Traceback" not in bad.output
+    assert not (tmp_path / "bad.nii.gz").exists()
+
+
 def test_denoise_cli_refuses_an_existing_output_without_overwrite(tmp_path, noisy_crop):
     noisy, _ = noisy_crop
     src = save_scan(noisy, tmp_path / "noisy.nii.gz")
