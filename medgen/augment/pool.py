@@ -120,17 +120,26 @@ def write_model_pool(
     device: str = "auto",
     overwrite: bool = False,
     progress: Callable[[int, int], None] | None = None,
+    lesions: int = 0,
+    lesion_label: int | None = None,
+    host_labels: Sequence[int] | None = None,
 ) -> Path:
     """Pre-generate a pool of ``num_cases`` cases from a model folder (``medgen train``'s ``RUN/model``).
 
     Args:
-        model: the model folder. A label-conditioned GAN (``gan.label_classes > 0``) renders
+        model: the model folder. A label-conditioned GAN or diffusion model (``label_classes > 0``) renders
             image/label pairs: case ``i`` deforms the label map of ``labels[case_seed % len(labels)]``
             with the cohort deformation (``strength``) and renders an image for it, so every image has
             its exact label. Any other model writes image-only cases (its samples).
         labels: items with a ``"label"`` ``(1, X, Y, Z)`` integer MetaTensor (e.g. ``brain_cohort(10)``
             or ``load_folder(dir, load=True)``); required for a label-conditioned model.
         sampler, steps: diffusion sampling (default: the model's fast sampler).
+        lesions: with a label-conditioned diffusion model, insert this many inpainted lesions
+            (:class:`~medgen.augment.lesion.RandLesionInsertd`) into each *real* case of ``labels``
+            (which then need ``image`` too) instead of rendering new pairs; labels and ``boxes`` /
+            ``box_labels`` (class 0 added) follow. ``lesion_label``: its label value (default: the
+            model's last class, the phantom's lesion); ``host_labels``: labels lesions may grow in
+            (default: any foreground).
         seed, overwrite, progress: as :func:`write_pool`.
 
     Returns:
@@ -140,7 +149,11 @@ def write_model_pool(
 
     loaded = LazyModel(model, device).get()
     name = f"{loaded.name} ({Path(model)})"
-    if loaded.config.family == "gan" and loaded.config.gan.label_classes:
+    if lesions > 0:
+        return _lesion_pool(model, folder, num_cases, labels, seed=seed, lesions=lesions, lesion_label=lesion_label,
+                            host_labels=host_labels, steps=steps, device=device, overwrite=overwrite,
+                            progress=progress)
+    if loaded.config.label_classes:
         sources = [item for item in labels if item.get("label") is not None]
         if not sources:
             raise ConfigError(f"key 'labels': {model} is conditioned on label maps; give labelled cases to deform "
@@ -154,6 +167,40 @@ def write_model_pool(
             return {"image": synthesize(loaded, 1, seed=case, sampler=sampler, steps=steps)[0]}
 
     return write_pool(folder, generate, num_cases, seed=seed, name="model-pool", generator_name=name,
+                      overwrite=overwrite, progress=progress)
+
+
+def _lesion_pool(model, folder, num_cases, labels, *, seed, lesions, lesion_label, host_labels, steps, device,
+                 overwrite, progress) -> Path:
+    """Real labelled cases with ``lesions`` inpainted lesions each (see :func:`write_model_pool`)."""
+    from medgen.augment.lesion import RandLesionInsertd
+    from medgen.synthesize.inpaint import check_inpainting_model
+
+    loaded = LazyModel(model, device).get()
+    check_inpainting_model(loaded)
+    if not loaded.config.label_classes:
+        raise ConfigError(f"key 'lesions': {model} is not conditioned on label maps (diffusion.label_classes)")
+    sources = [item for item in labels if item.get("label") is not None and item.get("image") is not None]
+    if not sources:
+        raise ConfigError("key 'labels': inserting lesions needs real cases with image and label (e.g. a folder "
+                          "written by 'medgen data export --kind ct')")
+    insert = RandLesionInsertd("image", "label", box_keys="boxes", label_keys="box_labels", box_class=0,
+                               lesion_label=loaded.config.label_classes - 1 if lesion_label is None else lesion_label,
+                               host_labels=host_labels, model=str(model), steps=steps, device=device)
+
+    def generate(case: int) -> dict[str, Any]:
+        item = sources[case % len(sources)]
+        boxes = item.get("boxes")
+        out = {"image": item["image"].clone(), "label": item["label"].clone(),
+               "boxes": torch.zeros((0, 6)) if boxes is None else torch.as_tensor(boxes).clone(),
+               "box_labels": torch.as_tensor(item.get("box_labels", torch.zeros(0, dtype=torch.long))).clone()}
+        insert.set_random_state(case)
+        for _ in range(lesions):
+            out = insert(out)
+        return out
+
+    name = f"{loaded.name} ({Path(model)}): {lesions} inpainted lesion(s) per real case"
+    return write_pool(folder, generate, num_cases, seed=seed, name="lesion-pool", generator_name=name,
                       overwrite=overwrite, progress=progress)
 
 

@@ -3,9 +3,10 @@
 1. The case's label map is deformed by a random smooth diffeomorphism (the one the built-in cohort
    simulator uses, :func:`medgen.augment.deform.random_displacement`; nearest neighbour, so labels
    stay integers): new, plausible anatomy.
-2. The zoo's label-conditioned generator (SPADE GAN: ``medgen train`` with family ``gan`` and
-   ``gan.label_classes > 0``) renders an image from the one-hot deformed labels and a random latent
-   vector, in one forward pass (the fast path; diffusion ControlNet conditioning is not in the zoo).
+2. The zoo's label-conditioned generator renders an image from the one-hot deformed labels: the
+   SPADE GAN (family ``gan``, ``gan.label_classes > 0``) in one forward pass (the fast path), or a
+   diffusion model with a MONAI ControlNet (family ``diffusion``, ``diffusion.label_classes > 0``)
+   with its default sampler (slower, for pools).
 
 Every synthetic image therefore has an exact label: the one it was generated from. The image is
 returned in the model's data units on the label's grid (affine, shape), marked ``synthetic``.
@@ -35,6 +36,7 @@ from medgen.augment._lazy_model import LazyModel
 from medgen.augment.deform import RandDeformd, invert_displacement, random_displacement, spacing_of, warp_volume
 from medgen.errors import ConfigError
 from medgen.io.meta import affine_of, like, spacing_from_affine
+from medgen.synthesize.generate import render_labels
 
 
 class RandSyntheticPaird(SeedDrawing, MapTransform, InvertibleTransform, ThreadUnsafe):
@@ -42,7 +44,7 @@ class RandSyntheticPaird(SeedDrawing, MapTransform, InvertibleTransform, ThreadU
 
     Args:
         image_key, label_key: the image ``(C, X, Y, Z)`` and its integer label map ``(1, X, Y, Z)``.
-        model: path of a label-conditioned GAN model folder (``gan.label_classes`` classes).
+        model: path of a label-conditioned GAN or diffusion model folder (``label_classes`` classes).
         strength: deformation strength (0 keeps the label as is, 1 cohort-like variation).
         prob: chance of replacing the pair.
         device: ``"auto"``, ``"cpu"``, ``"cuda"``...
@@ -71,16 +73,13 @@ class RandSyntheticPaird(SeedDrawing, MapTransform, InvertibleTransform, ThreadU
         info: dict[str, Any] = {"seed": self.seed, "strength": self.strength, "spacing_mm": spacing_of(label)}
         if self._do_transform:
             model = self.model.get()
-            classes = model.config.gan.label_classes if model.config.family == "gan" else 0
+            classes = model.config.label_classes
             if not classes:
-                raise ConfigError(f"model '{model.name}': RandSyntheticPaird needs a label-conditioned GAN "
-                                  "(family gan, gan.label_classes > 0)")
+                raise ConfigError(f"model '{model.name}': RandSyntheticPaird needs a label-conditioned GAN or "
+                                  "diffusion model (gan.label_classes or diffusion.label_classes > 0)")
             u = random_displacement(self.seed, label.shape[1:], info["spacing_mm"], self.strength)
             label = warp_volume(label, u, "nearest", "zeros")
-            device = next(model.network.parameters()).device
-            z = torch.randn(1, model.config.gan.latent_dim, generator=torch.Generator().manual_seed(self.seed))
-            with torch.no_grad():
-                y = model.network(z.to(device), one_hot_labels(label, classes, model.config.size).to(device))
+            y = render_labels(model, one_hot_labels(label, classes, model.config.size), self.seed)
             image = from_model_space(model, y, tuple(label.shape[1:]))
             image = like_input(image.to(torch.as_tensor(d[self.image_key]).device), d[self.image_key])
             if isinstance(image, MetaTensor):  # the image's metadata and trace go on; the voxels are new
@@ -114,7 +113,7 @@ def synthetic_pairs(
     model: str | Path, label_items: Sequence[Mapping[str, Any]], *, per_item: int = 1, seed: int = 0,
     strength: float = 0.5, device: str = "cpu",
 ) -> list[dict[str, Any]]:
-    """New image/label pairs from a label-conditioned GAN model folder, on each label's own grid.
+    """New image/label pairs from a label-conditioned GAN or diffusion model folder, on each label's own grid.
 
     Each label ``(1, X, Y, Z)`` (0-3) is deformed at its own resolution by the cohort deformation
     (:class:`~medgen.augment.deform.RandDeformd`, nearest), resampled (nearest) to the model's voxel spacing,

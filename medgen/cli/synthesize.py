@@ -25,9 +25,15 @@ def synthesize(
     device: str = typer.Option("auto", "--device", help="cpu, cuda or auto."),
     pool: bool = typer.Option(False, "--pool", help="Write a synthetic pool (images/, labels/, dataset.json) "
                               "that SyntheticPoolDataset and MixedDataset serve."),
-    labels: Path | None = typer.Option(None, "--labels", help="Pool of a label-conditioned GAN: labelled "
+    labels: Path | None = typer.Option(None, "--labels", help="Pool of a label-conditioned model: labelled "
                                        "cases to deform (a 'medgen data export' folder; default: built-in cohort)."),
     strength: float = typer.Option(0.5, "--strength", help="Pool: deformation strength of the label maps."),
+    lesions: int = typer.Option(0, "--lesions", min=0, help="Pool of a label-conditioned diffusion model: insert "
+                                "this many inpainted lesions into each real case of --labels (labels, boxes follow)."),
+    lesion_label: int | None = typer.Option(None, "--lesion-label", help="Label value of inserted lesions "
+                                            "(default: the model's last class)."),
+    host_labels: str | None = typer.Option(None, "--host-labels", help="Labels lesions may grow in, e.g. 4,5,6 "
+                                           "(default: any foreground)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing samples."),
 ) -> None:
     """Sample NIfTI volumes marked synthetic (model, seed, sampler, steps in their metadata), or a pool."""
@@ -37,7 +43,9 @@ def synthesize(
     from medgen.training.distributed import resolve_device
 
     if pool:
-        _write_pool(model_dir, out, num, seed, sampler, steps, labels, strength, resolve_device(device), overwrite)
+        hosts = _int_list(host_labels, "host-labels") if host_labels else None
+        _write_pool(model_dir, out, num, seed, sampler, steps, labels, strength, resolve_device(device), overwrite,
+                    lesions=lesions, lesion_label=lesion_label, host_labels=hosts)
         return
     model = load_model(model_dir, device=resolve_device(device))
     with _progress() as bar:
@@ -48,6 +56,15 @@ def synthesize(
         console.print(f"  [bold]{path}[/bold]")
 
 
+def _int_list(text: str, key: str) -> list[int]:
+    from medgen.errors import ConfigError
+
+    try:
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise ConfigError(f"key '{key}': expected integers like 4,5,6, got '{text}'") from None
+
+
 def _progress():
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -55,18 +72,21 @@ def _progress():
 
 
 def _write_pool(model_dir: Path, out: Path, num: int, seed: int, sampler: str | None, steps: int | None,
-                labels: Path | None, strength: float, device: str, overwrite: bool) -> None:
+                labels: Path | None, strength: float, device: str, overwrite: bool, **lesion_options) -> None:
     from medgen.augment import write_model_pool
     from medgen.augment._lazy_model import LazyModel
-    from medgen.data import brain_cohort, load_folder
+    from medgen.data import brain_cohort, ct_cohort, load_folder
     from medgen.io.atomic import check_output_path
 
     check_output_path(out, overwrite=overwrite)
-    config = LazyModel(model_dir, device).get().config
+    loaded = LazyModel(model_dir, device).get()
     items: list[dict] = []
-    if config.family == "gan" and config.gan.label_classes:
+    if loaded.config.label_classes:
         if labels is not None:
             items = load_folder(labels, load=True)
+        elif loaded.reference.get("modality") == "CT":
+            console.print("labels: the built-in CT phantoms (10 cases); --labels DIR for your own")
+            items = ct_cohort(10, seed=seed)
         else:
             console.print("labels: the built-in cohort (10 subjects, 3 mm); --labels DIR for your own")
             items = brain_cohort(10, resolution=3, seed=seed)
@@ -74,5 +94,5 @@ def _write_pool(model_dir: Path, out: Path, num: int, seed: int, sampler: str | 
         task = bar.add_task("", total=num)
         folder = write_model_pool(model_dir, out, num, labels=items, seed=seed, strength=strength, sampler=sampler,
                                   steps=steps, device=device, overwrite=overwrite,
-                                  progress=lambda i, n: bar.update(task, completed=i))
+                                  progress=lambda i, n: bar.update(task, completed=i), **lesion_options)
     console.print(f"  [bold]{folder}[/bold]  ({num} cases; serve with medgen.augment.SyntheticPoolDataset)")

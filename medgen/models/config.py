@@ -64,6 +64,8 @@ class DiffusionConfig:
     ``mean_image`` (pixel-space diffusion): diffuse the residual ``(x - mean) / scale`` around the
     average training image (``scale``: the residuals' std), so a model trained for minutes on aligned
     data (brains in one space) already samples the average anatomy plus learnt variation.
+    ``label_classes > 0`` (pixel-space diffusion): a MONAI ``ControlNet`` conditioned on a one-hot
+    label map of that many classes steers every denoising step (label-map → image, lesion inpainting).
     """
 
     channels: list[int] = field(default_factory=lambda: [16, 32, 64])
@@ -77,6 +79,7 @@ class DiffusionConfig:
     cond_dim: int = 0
     cond_drop: float = 0.1
     mean_image: bool = False
+    label_classes: int = 0
 
 
 @dataclass
@@ -94,6 +97,11 @@ class ModelConfig:
     gan: GANConfig = field(default_factory=GANConfig)
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     vae_path: str | None = None
+
+    @property
+    def label_classes(self) -> int:
+        """Classes of the one-hot label map the model is conditioned on (0: not label-conditioned)."""
+        return {"gan": self.gan.label_classes, "diffusion": self.diffusion.label_classes}.get(self.family, 0)
 
 
 def from_dict(cls: type, data: Any, path: str = "") -> Any:

@@ -14,7 +14,7 @@ from medgen.errors import ConfigError
 from medgen.io.meta import make_scan
 from medgen.io.provenance import mark
 from medgen.models.hub import GenerativeModel
-from medgen.models.sampling import check_sampler, default_sampler, sample
+from medgen.models.sampling import check_sampler, default_sampler, sample, with_labels
 from medgen.models.shapes import fit
 
 
@@ -44,8 +44,8 @@ def synthesize(
     Args:
         sampler, steps: diffusion only: ``ddpm``/``ddim`` for epsilon models, ``rflow`` for
             rectified-flow models (default: DDIM-50 or RFlow-10).
-        condition: diffusion: vector ``(cond_dim,)`` (class one-hot / scalars); conditional GAN:
-            path of a label map (tissue labels, resampled/fitted to the model size).
+        condition: diffusion: vector ``(cond_dim,)`` (class one-hot / scalars); label-conditioned GAN
+            or diffusion model: path of a label map (integer labels, fitted to the model size).
         guidance: classifier-free guidance scale for conditional diffusion (1 = none).
         batch_size: volumes per network call; 0 = automatic (up to 4 for volumes of at most
             64x80x64 voxels, else 1). On CPU, batches of 2+ are much faster per volume: PyTorch
@@ -96,20 +96,21 @@ def _batch(model, gens, sampler, steps, cond, labels, guidance, device) -> torch
     if cfg.family == "ldm":
         down = model.vae.downsampling
         shape = [b, model.vae_config.vae.latent_channels, *[s // down for s in cfg.size]]
-    x = sample(net, cfg.diffusion, shape, sampler=sampler, steps=steps, cond=cond, guidance=guidance,
-               generator=gens, device=device)
+    x = sample(with_labels(net, labels), cfg.diffusion, shape, sampler=sampler, steps=steps, cond=cond,
+               guidance=guidance, generator=gens, device=device)
     return model.vae.decode(x) if cfg.family == "ldm" else net.from_residual(x)
 
 
 def _conditions(model: GenerativeModel, condition, device) -> tuple[torch.Tensor | None, torch.Tensor | None]:
     cfg = model.config
-    if cfg.family == "gan" and cfg.gan.label_classes:
+    if cfg.label_classes:
         if not isinstance(condition, Path):
-            raise ConfigError("key 'condition': this GAN is conditioned on label maps; pass --condition LABELS.nii.gz")
+            raise ConfigError(f"key 'condition': this {cfg.family} model is conditioned on label maps; "
+                              "pass --condition LABELS.nii.gz")
         from medgen.io import load_scan
 
         lab = torch.as_tensor(fit(load_scan(condition).float(), cfg.size)).round().long()[0]
-        onehot = torch.nn.functional.one_hot(lab.clamp(0, cfg.gan.label_classes - 1), cfg.gan.label_classes)
+        onehot = torch.nn.functional.one_hot(lab.clamp(0, cfg.label_classes - 1), cfg.label_classes)
         return None, onehot.movedim(-1, 0)[None].float().to(device)
     if cfg.family in ("diffusion", "ldm") and cfg.diffusion.cond_dim:
         if condition is None:
@@ -120,6 +121,28 @@ def _conditions(model: GenerativeModel, condition, device) -> tuple[torch.Tensor
     if condition is not None:
         raise ConfigError("key 'condition': this model is unconditional")
     return None, None
+
+
+@torch.no_grad()
+def render_labels(model: GenerativeModel, onehot: torch.Tensor, seed: int, *, sampler: str | None = None,
+                  steps: int | None = None) -> torch.Tensor:
+    """An image ``(1, C, *size)`` in model range rendered from a one-hot label map ``(1, K, *size)`` by a
+    label-conditioned GAN (one pass) or diffusion model (its default sampler), drawn with ``seed``."""
+    cfg = model.config
+    if not cfg.label_classes:
+        raise ConfigError(f"model '{model.name}': not conditioned on label maps (needs gan.label_classes or "
+                          "diffusion.label_classes > 0)")
+    device = next(model.network.parameters()).device
+    onehot = onehot.to(device)
+    if cfg.family == "gan":
+        z = torch.randn(1, cfg.gan.latent_dim, generator=torch.Generator().manual_seed(seed))
+        return model.network(z.to(device), onehot)
+    default, default_steps = default_sampler(cfg.diffusion)
+    sampler = sampler or default
+    steps = steps or (cfg.diffusion.num_train_timesteps if sampler == "ddpm" else default_steps)
+    x = sample(with_labels(model.network, onehot), cfg.diffusion, [1, cfg.in_channels, *onehot.shape[2:]],
+               sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(seed), device=device)
+    return model.network.from_residual(x)
 
 
 def _as_scan(model: GenerativeModel, array: torch.Tensor, seed: int, sampler: str, steps: int, condition) -> MetaTensor:

@@ -164,8 +164,15 @@ def check_config(cfg: RunConfig) -> None:
                           "it cannot be combined with data.patch_size")
     if m.family == "ldm" and m.diffusion.mean_image:
         raise ConfigError("key 'model.diffusion.mean_image': only for pixel-space diffusion, not family 'ldm'")
-    if cfg.data.condition == "labels" and m.family == "gan" and m.gan.label_classes != cfg.data.label_classes:
-        raise ConfigError("key 'model.gan.label_classes': must equal data.label_classes for label conditioning")
+    labelled = m.family in ("gan", "diffusion")
+    if cfg.data.condition == "labels" and labelled and m.label_classes != cfg.data.label_classes:
+        raise ConfigError(f"key 'model.{m.family}.label_classes': must equal data.label_classes for label conditioning")
+    if m.diffusion.label_classes and m.family == "ldm":
+        raise ConfigError("key 'model.diffusion.label_classes': label-map conditioning is for pixel-space "
+                          "diffusion, not family 'ldm'")
+    if m.family == "diffusion" and m.diffusion.label_classes and cfg.data.condition != "labels":
+        raise ConfigError("key 'data.condition': a label-conditioned diffusion model (model.diffusion.label_classes) "
+                          "needs data.condition: labels")
     if cfg.loss.perceptual_weight > 0 and not cfg.loss.perceptual_weights:
         raise ConfigError(
             "key 'loss.perceptual_weights': a perceptual loss needs local network weights (a file path); "

@@ -21,7 +21,7 @@ from medgen.errors import ConfigError
 from medgen.models.build import build_network
 from medgen.models.config import ModelConfig
 from medgen.models.gan import build_discriminator
-from medgen.models.sampling import default_sampler, sample, training_scheduler
+from medgen.models.sampling import default_sampler, sample, training_scheduler, with_labels
 from medgen.models.vae import VAE, kl_loss
 from medgen.training.config import RunConfig
 
@@ -189,7 +189,7 @@ def _diffusion_recipe(cfg: RunConfig, cond_dim: int, vae: VAE | None, vae_cfg: M
         x_t = scheduler.add_noise(original_samples=x, noise=noise, timesteps=t)
         cond = batch.get("cond")
         drop = (torch.rand(x.shape[0], generator=rng) < d.cond_drop).to(x.device) if cond is not None else None
-        pred = m["net"](x_t, t, cond, drop)
+        pred = m["net"](x_t, t, cond, drop, labels=batch.get("label"))
         loss = F.mse_loss(pred.float(), target.float())
         return loss, {"mse": loss.item()}
 
@@ -201,7 +201,8 @@ def _diffusion_recipe(cfg: RunConfig, cond_dim: int, vae: VAE | None, vae_cfg: M
             with torch.no_grad():
                 shape = list(frozen["vae"].encode(first).shape)
         cond = torch.stack([v["cond"] for v in val[:2]]).to(device) if "cond" in val[0] else None
-        x = sample(model_net, d, shape, sampler=sampler, steps=min(steps, 20), cond=cond,
+        labels = torch.stack([v["label"] for v in val[:2]]).to(device) if d.label_classes else None
+        x = sample(with_labels(model_net, labels), d, shape, sampler=sampler, steps=min(steps, 20), cond=cond,
                    generator=torch.Generator().manual_seed(1234), device=device)
         if vae is not None:
             with torch.no_grad():
