@@ -426,7 +426,7 @@ def main() -> None:
     parser.add_argument("--model", help="label-conditioned GAN model folder (configs/brain3mm_gan_labels.yaml) "
                         "for the train-on-synthetic, test-on-real table")
     parser.add_argument("--lesion-model", help="label-conditioned CT diffusion model folder "
-                        "(configs/ct_ddpm_labels.yaml): adds inpainted-lesion rows to the detection tables")
+                        "(configs/ct_rflow_labels.yaml): adds inpainted-lesion rows to the detection tables")
     parser.add_argument("--inpaint-steps", type=int, default=None, help="sampler steps for inpainted lesions")
     parser.add_argument("--real", type=int, default=3, help="real labelled subjects for the TSTR table")
     parser.add_argument("--per-label", type=int, default=4, help="synthetic pairs per real label map")

@@ -84,8 +84,20 @@ def write_model(
     return folder
 
 
+BUILTIN_MODELS = {"ct-lesions": "ct_lesions_rflow"}
+"""Model folders shipped in ``medgen/weights``, by the name :func:`load_model` accepts."""
+
+
+def model_folder(path: str | Path) -> Path:
+    """``path`` itself, or the shipped folder of a built-in model name (``"ct-lesions"``)."""
+    if not Path(path).exists() and str(path) in BUILTIN_MODELS:
+        return Path(__file__).resolve().parents[1] / "weights" / BUILTIN_MODELS[str(path)]
+    return Path(path)
+
+
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> GenerativeModel:
-    """Load a model folder written by ``medgen train`` (config + safetensors weights + card).
+    """Load a model folder written by ``medgen train`` (config + safetensors weights + card), or a
+    built-in model by name (:data:`BUILTIN_MODELS`: ``"ct-lesions"``, the label-map → CT model).
 
     Example:
         >>> model = medgen.load_model("runs/brain3mm_gan/model")   # doctest: +SKIP
@@ -95,7 +107,7 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> Generati
     Raises:
         DataError: if the folder or one of its files is missing or unreadable.
     """
-    folder = Path(path)
+    folder = model_folder(path)
     for name in ("config.yaml", "model.safetensors", "normalization.json", "reference.json"):
         if not (folder / name).is_file():
             raise DataError(f"{folder}: not a medgen model folder (missing {name})")
@@ -116,11 +128,16 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> Generati
     model = GenerativeModel(
         config=cfg, network=network,
         normalization=Normalization.from_json(json.loads((folder / "normalization.json").read_text())),
-        reference=json.loads((folder / "reference.json").read_text()), name=folder.resolve().name
-        if folder.name != "model" else folder.resolve().parent.name,
+        reference=json.loads((folder / "reference.json").read_text()), name=_model_name(path, folder),
         path=folder, vae=vae, vae_config=vae_cfg, card=card,
     )
     return model.to(device)
+
+
+def _model_name(path: str | Path, folder: Path) -> str:
+    if folder != Path(path):  # a built-in model
+        return str(path)
+    return folder.resolve().name if folder.name != "model" else folder.resolve().parent.name
 
 
 def _contiguous(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:

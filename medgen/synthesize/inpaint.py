@@ -8,7 +8,7 @@ are written back (resampled to the scan's grid). A label-conditioned model (``di
 MONAI ControlNet) also reads the label map in the window, so a region painted with a lesion label
 becomes a lesion, in the label scheme the model was trained on (the CT phantom's: 8 = lesion).
 
->>> model = medgen.load_model("runs/ct_labels/model")                                  # doctest: +SKIP
+>>> model = medgen.load_model("runs/ct_rflow/model")                                  # doctest: +SKIP
 >>> out = inpaint_region(model, scan, region, labels=label_with_new_lesion, seed=0)     # doctest: +SKIP
 """
 

@@ -87,3 +87,34 @@ def test_inpainted_lesion_has_its_label_and_box_and_leaves_the_rest(zoo, phantom
     assert out["image"].applied_operations[-1]["extra_info"]["generator"] == "inpaint"
     again = t.set_random_state(seed=4)({k: (v.clone() if hasattr(v, "clone") else v) for k, v in case.items()})
     assert torch.equal(again["image"], out["image"]) and torch.equal(again["label"], out["label"])
+
+
+def test_shipped_ct_model_renders_organs_at_their_hu_and_inpaints_hypodense_lesions():
+    """The built-in ``ct-lesions`` model on a phantom it never saw (seed 99): labels steer the image."""
+    from medgen.augment._generative import one_hot_labels
+    from medgen.synthesize.generate import render_labels
+
+    model = load_model("ct-lesions")
+    case = ct_phantom(99, n_lesions=(1, 1))
+    crop = (slice(None), slice(16, 48), slice(16, 48), slice(8, 40))
+    label, real = case["label"][crop], case["image"][crop]
+    rendered = model.normalization.to_units(render_labels(model, one_hot_labels(label, 9, [32, 32, 32]), 0)[0, 0])
+    lab = label[0]
+    for organ in (0, 2, 3, 4):  # air, fat, lung, liver: -1000 to +60 HU apart
+        present = lab == organ
+        if present.sum() > 20:
+            assert abs(float(rendered[present].mean() - real[0][present].mean())) < 40.0, organ
+
+    t = RandLesionInsertd("image", "label", lesion_label=8, host_labels=(4,), radius_mm=(8.0, 14.0),
+                          model="ct-lesions", device="cpu")
+    contrasts = []
+    for seed in range(3):
+        out = t.set_random_state(seed)({"image": case["image"].clone(), "label": case["label"].clone()})
+        liver = (case["label"][0] == 4).numpy()
+        new = (out["label"][0] == 8).numpy() & liver
+        shell = ndimage.binary_dilation(new, iterations=3) & ~ndimage.binary_dilation(new) & liver
+        img = out["image"][0].numpy()
+        contrasts.append(float(img[new].mean() - img[shell].mean()))
+        far = ~ndimage.binary_dilation(new, iterations=1)
+        assert np.array_equal(img[far], case["image"][0].numpy()[far])
+    assert np.mean(contrasts) < -8.0, contrasts  # the phantom's organ lesions are mostly hypodense
