@@ -14,7 +14,8 @@ console = Console()
 
 @app.command()
 def synthesize(
-    model_dir: Path = typer.Argument(..., help="Model folder written by medgen train (RUN/model)."),
+    model_dir: Path = typer.Argument(..., help="Model folder written by medgen train (RUN/model), or a "
+                                     "built-in model: ct-lesions."),
     num: int = typer.Option(1, "--num", min=1, help="Number of volumes."),
     out: Path = typer.Option(..., "--out", help="Output folder for sample_XXX.nii.gz (or the pool folder)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first sample (sample i uses seed + i)."),
