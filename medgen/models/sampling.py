@@ -149,8 +149,7 @@ def inpaint(
         sched = RFlowScheduler(num_train_timesteps=cfg.num_train_timesteps, use_discrete_timesteps=False)
         sched.set_timesteps(steps, device=device)
         times = list(sched.timesteps)
-        x = sched.add_noise(known, noise(), times[0].reshape(1))
-        x = mask * x + (1 - mask) * sched.add_noise(known, noise(), times[0].reshape(1))
+        x = mask * noise() + (1 - mask) * sched.add_noise(known, noise(), times[0].reshape(1))
         for i, t in enumerate(times):
             nxt = times[i + 1] if i + 1 < len(times) else 0
             x, _ = sched.step(net(x, torch.full((batch,), float(t), device=device), None), t, x, nxt)
