@@ -16,6 +16,10 @@ Throughput: cases/s a training loop receives from (1) MONAI's standard pipeline 
 (2) a synthetic pool on disk (``SyntheticPoolDataset``) with the same pipeline, (3) the equivalent
 TorchIO pipeline, (4) the standard pipeline + medgen augmentation.
 
+Lesions (with ``--lesion-model``, a label-conditioned CT diffusion model such as the built-in
+``ct-lesions``): a held-out phantom's label map rendered to HU; contrast and texture of procedural and
+diffusion-inpainted lesions against the phantom's own; RetinaNet trained with an inpainted-lesion pool.
+
 Train on synthetic, test on real (with ``--model``, a label-conditioned SPADE GAN): the same UNet trained on
 3 real subjects, on GAN image/label pairs rendered from their deformed label maps
 (:func:`medgen.evaluate.downstream.synthetic_pairs`), and on both; Dice on held-out real subjects.
@@ -24,6 +28,8 @@ Train on synthetic, test on real (with ``--model``, a label-conditioned SPADE GA
     python benchmarks/augment.py --quick                         # ~2 min
     medgen train configs/brain3mm_gan_labels.yaml --out runs/spade
     python benchmarks/augment.py --only tstr --model runs/spade/model
+    python benchmarks/augment.py --only lesions --lesion-model ct-lesions    # label rendering, inserted lesions
+    python benchmarks/augment.py --only detection --lesion-model ct-lesions  # + an inpainted-lesion pool row
 """
 
 from __future__ import annotations
@@ -340,6 +346,32 @@ def lesion_realism(model: str | None, steps: int | None, n: int = 8) -> None:
               f"{a[:, 1].mean():.1f} ± {a[:, 1].std():.1f} |")
 
 
+PHANTOM_LABELS = ("air", "soft tissue", "fat", "lung", "liver", "spleen", "kidney", "bone", "lesion")
+
+
+def label_rendering(model: str, seed: int = 99) -> None:
+    """A held-out phantom's label map rendered by a label-conditioned model (RFlow-10): HU per label vs the real one."""
+    from medgen.augment._generative import from_model_space, one_hot_labels
+    from medgen.models import load_model
+    from medgen.synthesize.generate import render_labels
+
+    loaded = load_model(model)
+    case = ct_cohort(1, seed=seed)[0]
+    t0 = time.time()
+    y = render_labels(loaded, one_hot_labels(case["label"], loaded.config.label_classes, loaded.config.size), 0)
+    rendered = from_model_space(loaded, y, tuple(case["label"].shape[1:])).numpy()[0]
+    print(f"\nPhantom label map (seed {seed}, never trained on) rendered by {model} in {time.time() - t0:.0f} s; "
+          "HU mean ± sd per label")
+    print("| label | voxels | real | rendered |")
+    print("|---|---|---|---|")
+    label, real = case["label"].numpy()[0], case["image"].numpy()[0]
+    for k, name in enumerate(PHANTOM_LABELS):
+        m = label == k
+        if m.any():
+            print(f"| {name} | {int(m.sum())} | {real[m].mean():.0f} ± {real[m].std():.0f} | "
+                  f"{rendered[m].mean():.0f} ± {rendered[m].std():.0f} |")
+
+
 def detection(steps: int, seeds: list[int], n_train: int, model: str | None = None, steps_inpaint: int | None = None,
               ) -> None:
     train = _ct_items(n_train, seed=10, n_lesions=(1, 1))
@@ -425,8 +457,8 @@ def main() -> None:
     parser.add_argument("--det-train", type=int, default=4, help="training CT phantoms (1 real lesion each)")
     parser.add_argument("--model", help="label-conditioned GAN model folder (configs/brain3mm_gan_labels.yaml) "
                         "for the train-on-synthetic, test-on-real table")
-    parser.add_argument("--lesion-model", help="label-conditioned CT diffusion model folder "
-                        "(configs/ct_rflow_labels.yaml): adds inpainted-lesion rows to the detection tables")
+    parser.add_argument("--lesion-model", help="label-conditioned CT diffusion model folder or 'ct-lesions' "
+                        "(configs/ct_rflow_labels.yaml): label rendering, inpainted-lesion rows")
     parser.add_argument("--inpaint-steps", type=int, default=None, help="sampler steps for inpainted lesions")
     parser.add_argument("--real", type=int, default=3, help="real labelled subjects for the TSTR table")
     parser.add_argument("--per-label", type=int, default=4, help="synthetic pairs per real label map")
@@ -444,6 +476,8 @@ def main() -> None:
     if args.only in (None, "tstr") and args.model:
         tstr(args.model, args.steps, args.seeds, args.real, args.per_label)
     if args.only in (None, "lesions"):
+        if args.lesion_model:
+            label_rendering(args.lesion_model)
         lesion_realism(args.lesion_model, args.inpaint_steps)
     if args.only in (None, "detection"):
         detection(args.det_steps, args.seeds, args.det_train, args.lesion_model, args.inpaint_steps)
