@@ -42,6 +42,15 @@ def default_sampler(cfg: DiffusionConfig) -> tuple[str, int]:
     return ("rflow", 10) if cfg.objective == "rflow" else ("ddim", 50)
 
 
+def resolve_sampler(cfg: DiffusionConfig, sampler: str | None, steps: int | None) -> tuple[str, int]:
+    """The sampler and step count to run: the user's choice, else the model's default (DDPM runs every
+    training timestep); a sampler that cannot sample this model is refused."""
+    default, default_steps = default_sampler(cfg)
+    sampler = sampler or default
+    check_sampler(cfg, sampler)
+    return sampler, steps or (cfg.num_train_timesteps if sampler == "ddpm" else default_steps)
+
+
 def check_sampler(cfg: DiffusionConfig, sampler: str) -> None:
     """Refuse a sampler inconsistent with the model's training objective."""
     if sampler not in SAMPLERS[cfg.objective]:

@@ -14,7 +14,7 @@ from medgen.errors import ConfigError
 from medgen.io.meta import make_scan
 from medgen.io.provenance import mark
 from medgen.models.hub import GenerativeModel
-from medgen.models.sampling import check_sampler, default_sampler, sample, with_labels
+from medgen.models.sampling import resolve_sampler, sample, with_labels
 from medgen.models.shapes import fit
 
 
@@ -58,10 +58,7 @@ def synthesize(
     device = next(model.network.parameters()).device
     family = cfg.family
     if family in ("diffusion", "ldm"):
-        default, default_steps = default_sampler(cfg.diffusion)
-        sampler = sampler or default
-        steps = steps or (cfg.diffusion.num_train_timesteps if sampler == "ddpm" else default_steps)
-        check_sampler(cfg.diffusion, sampler)
+        sampler, steps = resolve_sampler(cfg.diffusion, sampler, steps)
     else:
         sampler, steps = "single-pass" if family == "gan" else "prior", 1
     cond, labels = _conditions(model, condition, device)
@@ -137,9 +134,7 @@ def render_labels(model: GenerativeModel, onehot: torch.Tensor, seed: int, *, sa
     if cfg.family == "gan":
         z = torch.randn(1, cfg.gan.latent_dim, generator=torch.Generator().manual_seed(seed))
         return model.network(z.to(device), onehot)
-    default, default_steps = default_sampler(cfg.diffusion)
-    sampler = sampler or default
-    steps = steps or (cfg.diffusion.num_train_timesteps if sampler == "ddpm" else default_steps)
+    sampler, steps = resolve_sampler(cfg.diffusion, sampler, steps)
     x = sample(with_labels(model.network, onehot), cfg.diffusion, [1, cfg.in_channels, *onehot.shape[2:]],
                sampler=sampler, steps=steps, generator=torch.Generator().manual_seed(seed), device=device)
     return model.network.from_residual(x)

@@ -26,7 +26,7 @@ from medgen.io.meta import affine_of, spacing_from_affine
 from medgen.io.provenance import mark
 from medgen.models.build import size_multiple
 from medgen.models.hub import GenerativeModel
-from medgen.models.sampling import default_sampler, inpaint, with_labels
+from medgen.models.sampling import inpaint, resolve_sampler, with_labels
 
 
 def check_inpainting_model(model: GenerativeModel) -> None:
@@ -65,9 +65,7 @@ def inpaint_region(
     d = cfg.diffusion
     if d.label_classes and labels is None:
         raise ConfigError(f"model '{model.name}' is conditioned on label maps ({d.label_classes} classes): give labels")
-    default, default_steps = default_sampler(d)
-    sampler = sampler or default
-    steps = steps or (d.num_train_timesteps if sampler == "ddpm" else default_steps)
+    sampler, steps = resolve_sampler(d, sampler, steps)
     img = torch.as_tensor(image).float().cpu()
     mask = np.asarray(torch.as_tensor(region).cpu()).reshape(img.shape[1:]) > 0
     out = image.clone() if isinstance(image, MetaTensor) else MetaTensor(img.clone())
