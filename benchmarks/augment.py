@@ -62,6 +62,7 @@ from medgen.augment import (
     write_pool,
 )
 from medgen.data import brain_cohort, ct_cohort, simulate_subject
+from medgen.evaluate.detection import detection_scores, tiny_retinanet
 from medgen.evaluate.downstream import (
     dice_per_class,
     segmentation_pipeline,
@@ -168,47 +169,6 @@ def tstr(model: str, steps: int, seeds: list[int], n_real: int, per_label: int) 
               f"**{np.mean(means):.1f}** ± {np.std(means):.1f} | {ratio:.2f} |")
 
 
-class TinyFPN(torch.nn.Module):
-    """A 2-level feature pyramid (strides 2 and 4, ``out_channels`` each) small enough for CPU detection.
-
-    MONAI's ``resnet_fpn_feature_extractor`` needs torchvision and has 256 FPN channels.
-    """
-
-    def __init__(self, out_channels: int = 16) -> None:
-        super().__init__()
-        from monai.networks.blocks import Convolution
-
-        def conv(i: int, o: int, stride: int) -> Convolution:
-            return Convolution(3, i, o, strides=stride, kernel_size=3, norm=("group", {"num_groups": 8}), act="relu")
-
-        self.out_channels = out_channels
-        self.stride2 = torch.nn.Sequential(conv(1, 8, 1), conv(8, 16, 2))
-        self.stride4 = torch.nn.Sequential(conv(16, 32, 2), conv(32, 32, 1))
-        self.lateral2, self.lateral4 = torch.nn.Conv3d(16, out_channels, 1), torch.nn.Conv3d(32, out_channels, 1)
-
-    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
-        f2 = self.stride2(x)
-        p4 = self.lateral4(self.stride4(f2))
-        return [self.lateral2(f2) + torch.nn.functional.interpolate(p4, size=f2.shape[2:], mode="nearest"), p4]
-
-
-def _detector():
-    import monai.apps.detection.networks.retinanet_detector as rd
-    from monai.apps.detection.networks.retinanet_network import RetinaNet
-    from monai.apps.detection.utils.anchor_utils import AnchorGeneratorWithAnchorShape
-
-    # MONAI tests isinstance(matcher, torchvision's Matcher) even with its own ATSS matcher; medgen has no torchvision
-    if not isinstance(rd.Matcher, type):
-        rd.Matcher = type("TorchvisionMatcherUnavailable", (), {})
-    anchors = AnchorGeneratorWithAnchorShape(feature_map_scales=(1, 2), base_anchor_shapes=((4, 4, 4), (6, 6, 6)))
-    det = rd.RetinaNetDetector(RetinaNet(3, 1, 2, TinyFPN(), size_divisible=4), anchors)
-    det.set_atss_matcher(num_candidates=4, center_in_gt=False)
-    det.set_hard_negative_sampler(batch_size_per_image=64, positive_fraction=0.3, pool_size=20, min_neg=16)
-    det.set_box_selector_parameters(score_thresh=0.02, topk_candidates_per_level=1000, nms_thresh=0.22,
-                                    detections_per_img=50)
-    return det
-
-
 def _ct_items(n: int, seed: int, **kwargs) -> list[dict]:
     """CT phantoms with host masks for lesion insertion: ``organs`` (liver, spleen, kidneys) and ``lung``."""
     items = []
@@ -220,7 +180,10 @@ def _ct_items(n: int, seed: int, **kwargs) -> list[dict]:
 
 
 def _window(x: torch.Tensor) -> torch.Tensor:
-    return ((torch.as_tensor(x).float().clamp(-200.0, 250.0) + 200.0) / 450.0).as_subclass(torch.Tensor)
+    """``(1, X, Y, Z)`` HU → ``(2, X, Y, Z)`` in [0, 1]: a soft-tissue window (-200..250) and a lung window
+    (-1000..200), so liver lesions and lung nodules both stay visible."""
+    x = torch.as_tensor(x).float().as_subclass(torch.Tensor)
+    return torch.cat([(x.clamp(-200.0, 250.0) + 200.0) / 450.0, (x.clamp(-1000.0, 200.0) + 1000.0) / 1200.0])
 
 
 def lesion_insertion() -> list:
@@ -233,7 +196,7 @@ def lesion_insertion() -> list:
 
 def train_detector(train: list, augment: list, steps: int, seed: int):
     set_determinism(seed=seed)
-    det = _detector()
+    det = tiny_retinanet(in_channels=2)
     opt = torch.optim.Adam(det.network.parameters(), 1e-3)
     data = Dataset(train, Compose(augment) if augment else None)
     rng = np.random.default_rng(seed)
@@ -250,38 +213,9 @@ def train_detector(train: list, augment: list, steps: int, seed: int):
     return det.eval()
 
 
-@torch.no_grad()
-def detection_scores(det, test: list, iou: float = 0.1, fps: tuple = (1, 2, 4)) -> dict[str, float]:
-    """Sensitivity at ``fps`` false positives per volume (FROC, greedy match at IoU >= ``iou``) and COCO mAP."""
-    from monai.apps.detection.metrics.coco import COCOMetric
-    from monai.apps.detection.metrics.matching import matching_batch
-    from monai.data.box_utils import box_iou
-    from monai.metrics import compute_froc_curve_data
-
-    preds = [det([_window(s["image"])])[0] for s in test]
-    tp, fp = [], []
-    for p, s in zip(preds, test):
-        gt, taken = s["boxes"].numpy(), set()
-        overlap = box_iou(p["boxes"].numpy(), gt) if len(gt) and len(p["boxes"]) else np.zeros((len(p["boxes"]), 0))
-        for k in np.argsort(-p["labels_scores"].numpy()):
-            free = [j for j in np.argsort(-overlap[k]) if overlap[k, j] >= iou and j not in taken]
-            score = float(p["labels_scores"][k])
-            (tp if free else fp).append(score)
-            taken.update(free[:1])
-    n_targets = sum(len(s["boxes"]) for s in test)
-    fps_per_image, sensitivity = compute_froc_curve_data(np.asarray(fp), np.asarray(tp), n_targets, len(test))
-    out = {f"sens@{f}FP": float(np.interp(f, fps_per_image[::-1], sensitivity[::-1])) for f in fps}
-    out["max FP/vol"] = float(fps_per_image.max()) if len(fps_per_image) else 0.0
-    coco = COCOMetric(classes=["lesion"], iou_list=[iou], iou_range=(0.1, 0.5, 0.05), max_detection=[50],
-                      verbose=False)
-    matched = matching_batch(box_iou, coco.iou_thresholds, [p["boxes"].numpy() for p in preds],
-                             [p["labels"].numpy() for p in preds], [p["labels_scores"].numpy() for p in preds],
-                             [s["boxes"].numpy() for s in test], [s["box_labels"].numpy() for s in test],
-                             max_detections=50)
-    scores = coco(matched)[0]
-    out["AP@0.1"] = float(next(v for k, v in scores.items() if k.startswith("AP_IoU_0.10")))
-    out["mAP@0.1:0.5"] = float(next(v for k, v in scores.items() if k.startswith("mAP_IoU")))
-    return out
+def _scores(det, test: list) -> dict[str, float]:
+    return detection_scores(det, [_window(s["image"]) for s in test],
+                            [{"boxes": s["boxes"], "labels": s["box_labels"]} for s in test])
 
 
 def inpainted_pool(model: str, train: list, per_case: int, lesions: int, steps: int | None) -> list[dict]:
@@ -386,7 +320,7 @@ def detection(steps: int, seeds: list[int], n_train: int, model: str | None = No
         runs = []
         for seed in seeds:
             t0 = time.time()
-            runs.append(detection_scores(train_detector(data, augment, steps, seed), test))
+            runs.append(_scores(train_detector(data, augment, steps, seed), test))
             print(f"  trained detector {name!r} seed {seed}: {time.time() - t0:.0f} s", flush=True)
         rows[name] = runs
     cols = list(rows["real only"][0])
