@@ -10,6 +10,7 @@ Modules (import the one you need; this package imports nothing at import time):
   hallucination check of an enhancement.
 - :mod:`medgen.evaluate.privacy`: memorisation audit (nearest training scan of each synthetic scan).
 - :mod:`medgen.evaluate.report`: a self-contained HTML report with figures.
+- :mod:`medgen.evaluate.detection`: a CPU-sized MONAI RetinaNet and FROC / COCO detection scores.
 - :mod:`medgen.evaluate.fidelity` and :mod:`medgen.evaluate.generation`: PSNR/SSIM/MAE in a mask;
   MMD and MS-SSIM diversity.
 """
