@@ -53,6 +53,7 @@ from monai.transforms import (
     RandFlipd,
     RandGaussianNoised,
     RandScaleIntensityd,
+    ScaleIntensityRange,
 )
 from monai.utils import set_determinism
 from scipy import ndimage
@@ -187,7 +188,7 @@ def _window(x: torch.Tensor) -> torch.Tensor:
     """``(1, X, Y, Z)`` HU → ``(2, X, Y, Z)`` in [0, 1]: a soft-tissue window (-200..250) and a lung window
     (-1000..200), so liver lesions and lung nodules both stay visible."""
     x = torch.as_tensor(x).float().as_subclass(torch.Tensor)
-    return torch.cat([(x.clamp(-200.0, 250.0) + 200.0) / 450.0, (x.clamp(-1000.0, 200.0) + 1000.0) / 1200.0])
+    return torch.cat([ScaleIntensityRange(lo, hi, 0.0, 1.0, clip=True)(x) for lo, hi in ((-200, 250), (-1000, 200))])
 
 
 def lesion_insertion() -> list:

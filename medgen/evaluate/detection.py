@@ -78,8 +78,8 @@ def detection_scores(detector, images: Sequence[torch.Tensor], targets: Sequence
     ``targets`` (``{"boxes": (N, 6) voxel xyzxyz, "labels": (N,)}``).
 
     Returns ``sens@{f}FP`` (FROC: sensitivity at ``f`` false positives per volume; a prediction is a
-    hit when its IoU with a not yet matched ground-truth box is ``>= iou``, in descending score order),
-    ``max FP/vol``, ``AP@{iou}`` and ``mAP@0.1:0.5`` (COCO, MONAI ``COCOMetric``, up to 50 detections).
+    hit when MONAI's COCO matching, in descending score order, pairs it with a ground-truth box at
+    IoU ``>= iou``), ``max FP/vol``, ``AP@{iou}`` and ``mAP@0.1:0.5`` (COCO, MONAI ``COCOMetric``, up to 50 detections).
     """
     from monai.apps.detection.metrics.coco import COCOMetric
     from monai.apps.detection.metrics.matching import matching_batch
@@ -90,24 +90,21 @@ def detection_scores(detector, images: Sequence[torch.Tensor], targets: Sequence
     preds = [detector([torch.as_tensor(image).as_subclass(torch.Tensor)])[0] for image in images]
     gts = [np.asarray(torch.as_tensor(t["boxes"]), dtype=np.float32).reshape(-1, 6) for t in targets]
     gt_labels = [np.asarray(torch.as_tensor(t["labels"])).reshape(-1) for t in targets]
-    tp, fp = [], []
-    for p, gt in zip(preds, gts):
-        boxes, scores = p["boxes"].numpy(), p["labels_scores"].numpy()
-        overlap = box_iou(boxes, gt) if len(gt) and len(boxes) else np.zeros((len(boxes), len(gt)))
-        taken: set[int] = set()
-        for k in np.argsort(-scores):
-            free = [j for j in np.argsort(-overlap[k]) if overlap[k, j] >= iou and j not in taken]
-            (tp if free else fp).append(float(scores[k]))
-            taken.update(free[:1])
-    n_targets = sum(len(g) for g in gts)
-    fps_per_image, sensitivity = compute_froc_curve_data(np.asarray(fp), np.asarray(tp), n_targets, len(images))
-    out = {f"sens@{f:g}FP": float(np.interp(f, fps_per_image[::-1], sensitivity[::-1])) for f in fps}
-    out["max FP/vol"] = len(fp) / len(images)  # every prediction kept
     coco = COCOMetric(classes=["lesion"], iou_list=[iou], iou_range=(0.1, 0.5, 0.05), max_detection=[50],
                       verbose=False)
     matched = matching_batch(box_iou, coco.iou_thresholds, [p["boxes"].numpy() for p in preds],
                              [p["labels"].numpy() for p in preds], [p["labels_scores"].numpy() for p in preds],
                              gts, gt_labels, max_detections=50)
+    tp, fp = [], []  # scores of hits and false positives at `iou`, from MONAI's greedy COCO matching
+    for per_image in matched:
+        for m in per_image.values():
+            hit = m["dtMatches"][coco.iou_list_idx[0]].astype(bool)
+            tp += m["dtScores"][hit].tolist()
+            fp += m["dtScores"][~hit].tolist()
+    fps_per_image, sensitivity = compute_froc_curve_data(np.asarray(fp), np.asarray(tp), sum(map(len, gts)),
+                                                         len(images))
+    out = {f"sens@{f:g}FP": float(np.interp(f, fps_per_image[::-1], sensitivity[::-1])) for f in fps}
+    out["max FP/vol"] = len(fp) / len(images)  # every prediction kept
     scores = coco(matched)[0]
     out[f"AP@{iou:g}"] = float(next(v for k, v in scores.items() if k.startswith(f"AP_IoU_{iou:.2f}")))
     out["mAP@0.1:0.5"] = float(next(v for k, v in scores.items() if k.startswith("mAP_IoU")))
