@@ -11,7 +11,8 @@ by each method, for
   chosen with the ground truth: an oracle, generous to the baseline).
 
 Super-resolution ×2 and ×4 through-plane from box-averaged thick slices: PSNR/SSIM of nearest,
-linear, cubic B-spline and medgen's self-supervised SMORE.
+linear, cubic B-spline and medgen's self-supervised SMORE, pretrained slice network, pretrained +
+adapted to the scan, and GAN-refined network (the CT phantom, seed 2024, is held out from training).
 
     pip install bm4d               # benchmark-only extra (free for non-commercial use only)
     python benchmarks/enhance.py --cases mni96,ct --levels 3,5,9
@@ -37,7 +38,7 @@ from scipy import ndimage
 from medgen.data import ct_phantom, mni152
 from medgen.enhance.denoise import denoise_array
 from medgen.enhance.noise import add_gaussian, add_rician, rician_bias_correct
-from medgen.enhance.superres import superres_array, thick_slices
+from medgen.enhance.superres import DEFAULT_STEPS, superres_array, thick_slices
 from medgen.evaluate.fidelity import foreground_mask, psnr, ssim
 
 
@@ -150,10 +151,13 @@ def bench_superres(case: str, clean: np.ndarray, factors: list[int], args) -> li
         ref = clean[:, :, :n]
         mask = foreground_mask(ref)
         thick = thick_slices(ref, factor, 2)
-        for method in ("nearest", "linear", "cubic", "smore"):
-            run = lambda m=method, t=thick, f=factor: superres_array(t, f, 2, method=m, steps=args.sr_steps)  # noqa: E731
+        for method in args.sr_methods:
+            steps = args.sr_steps if method == "smore" else None
+            run = lambda m=method, t=thick, f=factor, s=steps: superres_array(t, f, 2, method=m, steps=s)[0]  # noqa: E731
             out, wall, mib = timed(run)
-            label = f"medgen SMORE ({args.sr_steps} st)" if method == "smore" else method
+            label = {"smore": f"medgen SMORE ({args.sr_steps} st)", "pretrained": "medgen pretrained",
+                     "adapt": f"medgen pretrained + adapt ({DEFAULT_STEPS['adapt']} st)",
+                     "gan": "medgen GAN-refined"}.get(method, method)
             rows.append({"task": "superres", "case": case, "shape": "x".join(map(str, ref.shape)),
                          "level": f"x{factor}", "method": label, "psnr": psnr(out, ref, mask),
                          "ssim": ssim(out, ref, mask), "time_s": wall, "peak_mib": mib})
@@ -180,7 +184,9 @@ def main() -> None:
     parser.add_argument("--adapt-steps", type=int, default=40)
     parser.add_argument("--flips", type=int, default=None, help="medgen's flip ensemble (default: the CLI's)")
     parser.add_argument("--ss-steps", type=int, default=400, help="self-supervised steps (the CLI default)")
-    parser.add_argument("--sr-steps", type=int, default=300)
+    parser.add_argument("--sr-steps", type=int, default=DEFAULT_STEPS["smore"], help="SMORE steps from scratch")
+    parser.add_argument("--sr-methods", default="nearest,linear,cubic,smore,pretrained,adapt,gan")
+    parser.add_argument("--sr-cases", default="mni96,mni,ct", help="cases that also get the SR rows")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--no-denoise", action="store_true")
     parser.add_argument("--json", default=None)
@@ -188,6 +194,8 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     skip = {s for s in args.skip.split(",") if s}
     args.models = [m for m in args.models.split(",") if m]
+    args.sr_methods = [m for m in args.sr_methods.split(",") if m]
+    args.sr_cases = args.sr_cases.split(",")
     levels = [float(v) for v in args.levels.split(",") if v]
     factors = [int(v) for v in args.factors.split(",") if v]
     print(HEADER)
@@ -196,7 +204,7 @@ def main() -> None:
     for case, (clean, noise) in cases(args.cases.split(",")).items():
         if not args.no_denoise:
             rows += bench_denoise(case, clean, noise, levels, args, skip)
-        if case.startswith("mni"):
+        if case in args.sr_cases:
             rows += bench_superres(case, clean, factors, args)
     if args.json:
         with open(args.json, "w") as fh:

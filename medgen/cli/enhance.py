@@ -17,6 +17,7 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, Ti
 
 from medgen.cli import app
 from medgen.enhance.denoise import denoise as denoise_scan
+from medgen.enhance.diffusion_denoise import diffusion_denoise
 from medgen.enhance.superres import superres as superres_scan
 from medgen.errors import ConfigError, MedgenError, ScanWriteError
 from medgen.io import load_scan, save_scan
@@ -82,7 +83,8 @@ def _describe(scan: torch.Tensor) -> str:
 def denoise(
     src: Path = typer.Argument(..., help="Noisy scan (NIfTI, NRRD/MHA/MHD, DICOM) or a folder of scans."),
     dst: Path = typer.Argument(..., help="Output scan (format from suffix) or output folder."),
-    method: str = typer.Option("auto", help="auto (= pretrained), pretrained, adapt, self-supervised."),
+    method: str = typer.Option("auto", help="auto (= pretrained), pretrained, adapt, self-supervised, diffusion "
+                               "(posterior sampling with a diffusion model folder given by --model)."),
     adapt: bool = typer.Option(False, "--adapt", help="Fine-tune the pretrained model on the scan (= --method adapt)."),
     model: str = typer.Option("denoiser3d", help="Shipped model name, or a folder with model.safetensors."),
     noise: str = typer.Option("auto", help="auto, rician (MR), gaussian (CT), poisson (Poisson-Gaussian)."),
@@ -90,16 +92,29 @@ def denoise(
     steps: int = typer.Option(None, help="Self-supervised steps (default 100 for adapt, 400 self-supervised)."),
     seed: int = typer.Option(0, help="Seed of every random choice."),
     flips: int = typer.Option(None, help="Mirrored passes averaged, 1-8 (default: 8 up to 96³ voxels, fewer above)."),
+    samples: int = typer.Option(8, help="Posterior samples of --method diffusion."),
+    uncertainty: Path = typer.Option(None, help="With --method diffusion: write the per-voxel posterior std here."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
 ) -> None:
     """Denoise a scan (or a folder): float32 output, same units (HU stays HU) and geometry."""
     chosen = "adapt" if adapt else method
     _check_device(device)
+    if uncertainty is not None:
+        if chosen != "diffusion":
+            raise ConfigError("key 'uncertainty': only --method diffusion gives an uncertainty map")
+        if batch_inputs(src) if src.is_dir() else None:
+            raise ConfigError("key 'uncertainty': give one scan, not a folder, with --uncertainty")
+        check_output_path(uncertainty, overwrite=overwrite, inputs=[src])
 
     def work(scan: torch.Tensor) -> torch.Tensor:
-        out = denoise_scan(scan, method=chosen, model=model, noise=noise, sigma=sigma, steps=steps,
-                           seed=seed, flips=flips, device=device)
+        if chosen == "diffusion":
+            out, unc = diffusion_denoise(scan, model, sigma=sigma, samples=samples, seed=seed, device=device)
+            if uncertainty is not None:
+                console.print(f"wrote [bold]{save_scan(unc, uncertainty, overwrite=overwrite, inputs=[src])}[/bold]")
+        else:
+            out = denoise_scan(scan, method=chosen, model=model, noise=noise, sigma=sigma, steps=steps,
+                               seed=seed, flips=flips, device=device)
         console.print(f"denoise: {_describe(out)}")
         return out
 
@@ -113,8 +128,12 @@ def superres(
     factor: int = typer.Option(None, help="Integer up-sampling factor along --axis."),
     axis: str = typer.Option(None, help="0/1/2 or x/y/z (array axes); default: the thickest."),
     spacing: str = typer.Option(None, help="Target voxel size in mm, 'X,Y,Z' (instead of --factor)."),
-    method: str = typer.Option("auto", help="auto (= smore, self-supervised), cubic, linear, nearest."),
-    steps: int = typer.Option(300, help="SMORE training steps."),
+    method: str = typer.Option(
+        "auto", help="auto (= pretrained where it knows the factor, else smore), pretrained, "
+        "adapt (pretrained + fine-tuning on the scan), gan (sharper), smore (self-supervised, any factor), "
+        "cubic, linear, nearest."),
+    model: str = typer.Option(None, help="Model folder or .safetensors file instead of the shipped network."),
+    steps: int = typer.Option(None, help="Optimiser steps on the scan (default: adapt 60, smore 300)."),
     seed: int = typer.Option(0, help="Seed of every random choice."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),
@@ -127,8 +146,8 @@ def superres(
     _check_device(device)
 
     def work(scan: torch.Tensor) -> torch.Tensor:
-        out = superres_scan(scan, factor=factor, axis=axis_index, spacing=target, method=method, steps=steps,
-                            seed=seed, device=device)
+        out = superres_scan(scan, factor=factor, axis=axis_index, spacing=target, method=method, model=model,
+                            steps=steps, seed=seed, device=device)
         console.print(f"superres: {_describe(out)}")
         return out
 

@@ -45,19 +45,22 @@ class Denoiser3d(nn.Module):
 class SliceSR2d(nn.Module):
     """EDSR-style residual 2D network that restores detail along one axis of a slice.
 
-    Used by the SMORE-like super-resolution: the input is a slice interpolated (cubic B-spline) from
-    thick samples along its first axis; the network adds the missing high frequencies.
+    Used by the super-resolution (:mod:`medgen.enhance.superres`): the input is a slice interpolated
+    (cubic B-spline) from thick samples along its first axis; the network adds the missing high
+    frequencies. The up-sampling ``factor`` enters as a constant second channel (``1 / factor``), so
+    one pretrained network serves every factor it was trained on.
 
     Args:
         channels: feature channels; blocks: residual blocks of two 3x3 convolutions.
 
     Shapes:
-        ``(B, 1, H, W)`` → ``(B, 1, H, W)``, any ``H, W``.
+        ``x``: ``(B, 1, H, W)`` → ``(B, 1, H, W)``, any ``H, W``; ``factor``: a float or ``(B,)``.
     """
 
     def __init__(self, channels: int = 32, blocks: int = 6) -> None:
         super().__init__()
-        self.head = nn.Conv2d(1, channels, 3, padding=1)
+        self.channels, self.blocks = int(channels), int(blocks)
+        self.head = nn.Conv2d(2, channels, 3, padding=1)
         self.body = nn.ModuleList(
             nn.Sequential(
                 nn.Conv2d(channels, channels, 3, padding=1),
@@ -70,8 +73,9 @@ class SliceSR2d(nn.Module):
         nn.init.zeros_(self.tail.weight)  # start as the identity: never worse than the interpolation
         nn.init.zeros_(self.tail.bias)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.head(x)
+    def forward(self, x: torch.Tensor, factor: torch.Tensor | float) -> torch.Tensor:
+        inv = 1.0 / torch.as_tensor(factor, dtype=x.dtype, device=x.device).reshape(-1, 1, 1, 1)
+        h = self.head(torch.cat([x, inv.expand(x.shape[0], 1, *x.shape[2:])], dim=1))
         feat = h
         for block in self.body:
             feat = feat + 0.5 * block(feat)

@@ -10,18 +10,21 @@ Weights are stored as float16 (half the size) and loaded as float32. Nothing is 
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from medgen.enhance.networks import Denoiser3d
+from medgen.enhance.networks import Denoiser3d, SliceSR2d
 from medgen.errors import ConfigError
 from medgen.io.atomic import atomic_path
 
 WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_DENOISER = "denoiser3d"
+DEFAULT_SUPERRES = "superres2d"
+GAN_SUPERRES = "superres2d-gan"
 
 
 def model_files(model: str | Path) -> tuple[Path, Path]:
@@ -55,21 +58,37 @@ def save_model(net: torch.nn.Module, card: dict[str, Any], weights: Path, card_p
         tmp.write_text(json.dumps(card, indent=2) + "\n")
 
 
+def _load(model: str | Path, architecture: str, build: Callable[[dict], torch.nn.Module]
+          ) -> tuple[torch.nn.Module, dict[str, Any]]:
+    weights, card_path = model_files(model)
+    try:
+        card = json.loads(card_path.read_text())
+    except (ValueError, OSError) as err:
+        raise ConfigError(f"key 'model': {card_path} is not a readable model card ({err})") from None
+    if card.get("architecture") != architecture:
+        raise ConfigError(f"key 'model': {card_path} describes a {card.get('architecture')!r}, not a {architecture}")
+    try:
+        net = build(card)
+        net.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
+    except (KeyError, ValueError, RuntimeError, OSError) as err:
+        problem = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
+        raise ConfigError(f"key 'model': {weights} is not a medgen {architecture} ({problem})") from None
+    return net.eval(), card
+
+
 def load_denoiser(model: str | Path = DEFAULT_DENOISER) -> tuple[Denoiser3d, dict[str, Any]]:
     """Load a :class:`Denoiser3d` and its card (eval mode, float32, CPU).
 
     Args:
         model: shipped name (default ``"denoiser3d"``), a model folder, or a ``.safetensors`` file.
     """
-    weights, card_path = model_files(model)
-    try:
-        card = json.loads(card_path.read_text())
-        net = Denoiser3d(features=tuple(card["features"]))
-        state = {k: v.float() for k, v in load_file(str(weights)).items()}
-        net.load_state_dict(state)
-    except (KeyError, ValueError, RuntimeError, OSError) as err:
-        problem = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        raise ConfigError(f"key 'model': {weights} is not a medgen denoiser ({problem})") from None
-    if card.get("architecture") != "Denoiser3d":
-        raise ConfigError(f"key 'model': {card_path} describes a {card.get('architecture')!r}, not a Denoiser3d")
-    return net.eval(), card
+    return _load(model, "Denoiser3d", lambda card: Denoiser3d(features=tuple(card["features"])))
+
+
+def load_superres(model: str | Path = DEFAULT_SUPERRES) -> tuple[SliceSR2d, dict[str, Any]]:
+    """Load a :class:`SliceSR2d` and its card (``factors``: the up-sampling factors it was trained for).
+
+    Args:
+        model: shipped name (``"superres2d"``, ``"superres2d-gan"``), a model folder, or a ``.safetensors`` file.
+    """
+    return _load(model, "SliceSR2d", lambda card: SliceSR2d(int(card["channels"]), int(card["blocks"])))

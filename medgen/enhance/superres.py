@@ -13,8 +13,14 @@ Geometry: thick voxel ``k`` covers thin voxels ``kF .. kF+F-1``, so its centre s
 ``A_out = A_in @ [diag(n_in/n_out), (n_in/n_out - 1)/2]``, so both grids span the same extent in
 world space.
 
+A *pretrained* variant of the same 2D network (``medgen/weights/superres2d``, trained by
+``scripts/train_superres.py`` on the built-in MR and CT volumes with simulated box slice profiles of
+factors 2-6) restores the detail at once, and ``"adapt"`` fine-tunes it on the scan's own in-plane
+pairs; ``superres2d-gan`` is that network refined with an adversarial term (MONAI
+``PatchDiscriminator``) for sharper, less faithful detail.
+
 Example:
-    >>> thin = superres(scan, factor=4, axis=2, steps=300)      # doctest: +SKIP
+    >>> thin = superres(scan, factor=4, axis=2)      # doctest: +SKIP
 """
 
 from __future__ import annotations
@@ -26,11 +32,15 @@ import torch
 from scipy import ndimage
 
 from medgen.enhance.networks import SliceSR2d
+from medgen.enhance.pretrained import DEFAULT_SUPERRES, GAN_SUPERRES, load_superres
 from medgen.errors import ConfigError
 from medgen.io.meta import affine_of, like, spacing_from_affine
 from medgen.io.provenance import mark
 
-METHODS = ("auto", "smore", "cubic", "linear", "nearest")
+METHODS = ("auto", "pretrained", "adapt", "gan", "smore", "cubic", "linear", "nearest")
+# optimiser steps on the scan itself: a fresh network (smore) needs many, a pretrained one a few
+DEFAULT_STEPS = {"pretrained": 0, "gan": 0, "adapt": 60, "smore": 300}
+SCRATCH_LR, ADAPT_LR = 1e-3, 1e-4
 _ORDERS = {"nearest": 0, "linear": 1, "cubic": 3}
 
 
@@ -61,10 +71,16 @@ def thick_slices(x: np.ndarray, factor: int, axis: int) -> np.ndarray:
     return np.moveaxis(out, 0, axis).astype(np.float32)
 
 
-def _degrade_rows(slices: np.ndarray, factor: int) -> np.ndarray:
-    """Thick-sample the first axis of ``(N, H, W)`` slices (``H`` a multiple of ``factor``) and cubic it back."""
-    thick = thick_slices(slices, factor, 1)
-    return ndimage.zoom(thick, (1, factor, 1), order=3, mode="nearest", grid_mode=True).astype(np.float32)
+def degrade(x: np.ndarray, factor: int, axis: int) -> np.ndarray:
+    """Thick-sample ``axis`` of ``x`` (box of ``factor`` slices) and cubic-B-spline it back to its length.
+
+    The axis is first cut to a multiple of ``factor``. This is what a thick-slice acquisition followed
+    by cubic interpolation does to that axis; it is linear in ``x``.
+    """
+    thick = thick_slices(x, factor, axis)
+    zoom = [1.0] * x.ndim
+    zoom[axis] = float(factor)
+    return ndimage.zoom(thick, zoom, order=3, mode="nearest", grid_mode=True).astype(np.float32)
 
 
 def training_pairs(volume: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
@@ -77,7 +93,7 @@ def training_pairs(volume: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndar
     for slices in (np.moveaxis(volume, 2, 0), np.moveaxis(volume, 2, 0).transpose(0, 2, 1)):
         h = slices.shape[1] - slices.shape[1] % factor
         sharp = np.ascontiguousarray(slices[:, :h])
-        inputs.append(_degrade_rows(sharp, factor))
+        inputs.append(degrade(sharp, factor, 1))
         targets.append(sharp)
     width = min(t.shape[2] for t in targets)
     height = min(t.shape[1] for t in targets)
@@ -89,6 +105,7 @@ def fit_smore(
     volume: np.ndarray,
     factor: int,
     *,
+    net: SliceSR2d | None = None,
     steps: int = 300,
     patch: int = 48,
     batch: int = 16,
@@ -97,11 +114,15 @@ def fit_smore(
     device: str = "cpu",
     callback: Callable[[int, float], None] | None = None,
 ) -> SliceSR2d:
-    """Train a :class:`SliceSR2d` on in-plane pairs of ``volume`` ``(P, Q, N)`` (normalised, thick axis last)."""
+    """Train ``net`` (default: a fresh :class:`SliceSR2d`) on in-plane pairs of ``volume`` ``(P, Q, N)``.
+
+    ``volume`` is normalised, its thick axis last. Given a pretrained ``net``, this adapts it to the
+    scan (use a small ``lr``).
+    """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
     degraded, sharp = training_pairs(volume, factor)
-    net = SliceSR2d().to(device).train()
+    net = (SliceSR2d() if net is None else net).to(device).train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=lr * 0.05)
     ph, pw = min(patch, sharp.shape[1]), min(patch, sharp.shape[2])
@@ -114,7 +135,7 @@ def fit_smore(
         flip = rng.random(batch) < 0.5  # mirror along the sharp axis: anatomy has no handedness here
         xin[flip], tgt[flip] = xin[flip, :, ::-1], tgt[flip, :, ::-1]
         xt, tt = (torch.from_numpy(np.ascontiguousarray(a))[:, None].to(device) for a in (xin, tgt))
-        loss = torch.mean(torch.abs(net(xt) - tt))
+        loss = torch.mean(torch.abs(net(xt, factor) - tt))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -124,19 +145,34 @@ def fit_smore(
     return net.eval()
 
 
-def apply_smore(net: SliceSR2d, upsampled: np.ndarray, device: str = "cpu", batch: int = 8) -> np.ndarray:
+def apply_smore(net: SliceSR2d, upsampled: np.ndarray, factor: int, device: str = "cpu",
+                batch: int = 8) -> np.ndarray:
     """Restore the last axis of ``upsampled`` ``(P, Q, M)`` with ``net`` in both planes containing it."""
     out = np.zeros_like(upsampled, dtype=np.float32)
+    net = net.to(device).eval()
     with torch.inference_mode():
         for plane_axis in (0, 1):
             slices = np.moveaxis(upsampled, plane_axis, 0)  # (S, other, M)
             restored = np.empty_like(slices)
             for s in range(0, len(slices), batch):
                 chunk = torch.from_numpy(np.ascontiguousarray(slices[s : s + batch].transpose(0, 2, 1)))
-                pred = net(chunk[:, None].to(device))[:, 0].cpu().numpy()
+                pred = net(chunk[:, None].to(device), factor)[:, 0].cpu().numpy()
                 restored[s : s + batch] = pred.transpose(0, 2, 1)
             out += np.moveaxis(restored, 0, plane_axis)
     return out / 2.0
+
+
+def network_for(method: str, factor: int, model: str | None, steps: int) -> tuple[SliceSR2d | None, str, int]:
+    """``(network or None for a fresh one, model name, adaptation steps)`` of a learned ``method``."""
+    if method == "smore":
+        return None, "smore-self-supervised", steps
+    name = model or (GAN_SUPERRES if method == "gan" else DEFAULT_SUPERRES)
+    net, card = load_superres(name)
+    factors = [int(f) for f in card.get("factors", [])]
+    if factor not in factors:
+        raise ConfigError(f"key 'factor': {factor} is not one the model '{name}' was trained for "
+                          f"({', '.join(map(str, factors))}); use --method smore, which learns any factor")
+    return net, str(card.get("name", name)), steps if method == "adapt" else 0
 
 
 def superres_array(
@@ -144,25 +180,34 @@ def superres_array(
     factor: int,
     axis: int,
     *,
-    method: str = "smore",
-    steps: int = 300,
+    method: str = "adapt",
+    model: str | None = None,
+    steps: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     callback: Callable[[int, float], None] | None = None,
-) -> np.ndarray:
-    """Upsample ``x`` ``(X, Y, Z)`` by an integer ``factor`` along ``axis``; float32, the input's units."""
+) -> tuple[np.ndarray, dict]:
+    """Upsample ``x`` ``(X, Y, Z)`` by an integer ``factor`` along ``axis``; float32, the input's units.
+
+    Returns:
+        ``(array, info)`` with ``info`` = method, model, steps (the optimiser steps on the scan).
+    """
     if method in _ORDERS:
         shape = list(x.shape)
         shape[axis] *= factor
-        return resample(x, shape, _ORDERS[method])
+        return resample(x, shape, _ORDERS[method]), {"method": method, "model": None, "steps": 0}
+    steps = DEFAULT_STEPS[method] if steps is None else steps
+    net, name, steps = network_for(method, factor, model, steps)
     v = np.moveaxis(np.asarray(x, np.float32), axis, 2)
     low, high = np.percentile(v, [0.5, 99.5])
     scale = float(max(high - low, 1e-6))
     vn = (v - low) / scale
-    net = fit_smore(vn, factor, steps=steps, seed=seed, device=device, callback=callback)
+    if steps:
+        lr = SCRATCH_LR if net is None else ADAPT_LR
+        net = fit_smore(vn, factor, net=net, steps=steps, lr=lr, seed=seed, device=device, callback=callback)
     up = resample(vn, (vn.shape[0], vn.shape[1], vn.shape[2] * factor), 3)
-    out = apply_smore(net, up, device=device) * scale + low
-    return np.moveaxis(out, 2, axis).astype(np.float32)
+    out = apply_smore(net, up, factor, device=device) * scale + low
+    return np.moveaxis(out, 2, axis).astype(np.float32), {"method": method, "model": name, "steps": steps}
 
 
 def plan(affine: np.ndarray, shape: Sequence[int], *, factor: float | None, axis: int | None,
@@ -191,6 +236,18 @@ def plan(affine: np.ndarray, shape: Sequence[int], *, factor: float | None, axis
     return int(round(factor)), axis, final
 
 
+def auto_method(factor: int) -> str:
+    """The default: the pretrained network where it knows ``factor`` (about 20 s for 96³ on 2 CPU
+    threads; adapting it gained nothing in ``benchmarks/enhance.py``), else SMORE."""
+    if factor == 1:
+        return "cubic"
+    try:
+        network_for("pretrained", factor, None, 0)
+    except ConfigError:
+        return "smore"
+    return "pretrained"
+
+
 def superres(
     scan: torch.Tensor,
     *,
@@ -198,7 +255,8 @@ def superres(
     axis: int | None = None,
     spacing: Sequence[float] | None = None,
     method: str = "auto",
-    steps: int = 300,
+    model: str | None = None,
+    steps: int | None = None,
     seed: int = 0,
     device: str = "cpu",
     callback: Callable[[int, float], None] | None = None,
@@ -208,24 +266,29 @@ def superres(
     Args:
         factor: integer up-sampling along ``axis`` (default axis: the one with the largest spacing).
         spacing: target voxel size (mm) per axis, instead of ``factor``.
-        method: ``"auto"``/``"smore"`` (self-supervised network), or ``"cubic"``, ``"linear"``,
-            ``"nearest"`` interpolation.
-        steps, seed: SMORE optimiser steps and the seed of every random choice.
+        method: ``"pretrained"`` (the shipped 2D slice network, trained on simulated slice profiles),
+            ``"adapt"`` (it, fine-tuned on the scan's own in-plane detail), ``"gan"`` (its
+            adversarially refined variant: sharper, lower PSNR), ``"smore"`` (a fresh network learned
+            from the scan alone, any factor), ``"cubic"``, ``"linear"``, ``"nearest"``; ``"auto"``:
+            :func:`auto_method`.
+        model: a model folder or ``.safetensors`` file instead of the shipped network.
+        steps, seed: optimiser steps on the scan (None: :data:`DEFAULT_STEPS`) and the seed of every
+            random choice.
 
     Returns:
         MetaTensor ``(C, X', Y', Z')`` float32 in the input's units, with the affine of the finer grid
         (thick-slice centres at the centres of the thin slices they cover) and provenance.
     """
-    method = "smore" if method == "auto" else method
     if method not in METHODS:
         raise ConfigError(f"key 'method': unknown '{method}', choose one of {', '.join(METHODS)}")
     array = scan.detach().cpu().float().numpy()
     affine = affine_of(scan)
     f, axis, final = plan(affine, array.shape[1:], factor=factor, axis=axis, spacing=spacing)
-    channels = []
+    method = auto_method(f) if method == "auto" else method
+    channels, info = [], {}
     for c in range(array.shape[0]):
-        out = superres_array(array[c], f, axis, method=method, steps=steps, seed=seed, device=device,
-                             callback=callback)
+        out, info = superres_array(array[c], f, axis, method=method, model=model, steps=steps, seed=seed,
+                                   device=device, callback=callback)
         if list(out.shape) != final:
             out = resample(out, final, 3)
         channels.append(out)
@@ -233,6 +296,5 @@ def superres(
     new_affine = resampled_affine(affine, array.shape[1:], final)
     result.meta["affine"] = torch.as_tensor(new_affine, dtype=torch.float64)
     result.meta["spacing"] = spacing_from_affine(new_affine)
-    model = "smore-self-supervised" if method == "smore" else None
-    return mark(result, "superres", synthetic=False, model=model, seed=seed, method=method, factor=f,
-                axis=axis, steps=steps if method == "smore" else 0, shape=final)
+    return mark(result, "superres", synthetic=False, model=info["model"], seed=seed, method=method, factor=f,
+                axis=axis, steps=info["steps"], shape=final)
