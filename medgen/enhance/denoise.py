@@ -7,6 +7,8 @@ Methods (``method=``):
 - ``"adapt"``: the pretrained network fine-tuned on the scan itself with Neighbor2Neighbor
   (:mod:`medgen.enhance.self_supervised`), for noise or contrasts it has not met.
 - ``"self-supervised"``: a fresh network trained on the scan only; needs no weights at all.
+- ``"diffusion"``: posterior sampling with a model-zoo diffusion model given as ``model``
+  (:mod:`medgen.enhance.diffusion_denoise`, which also returns a per-voxel uncertainty map).
 - ``"auto"``: ``"pretrained"`` with the mean of up to 8 mirrored passes (:func:`auto_flips`) -- the
   best result within about a minute on a 2-core CPU for a 96³ volume in our benchmark
   (``benchmarks/enhance.py``).
@@ -37,7 +39,7 @@ from medgen.errors import ConfigError
 from medgen.io.meta import like, meta_of
 from medgen.io.provenance import mark
 
-METHODS = ("auto", "pretrained", "adapt", "self-supervised")
+METHODS = ("auto", "pretrained", "adapt", "self-supervised", "diffusion")
 NOISES = ("auto", *noise_models.NOISE_MODELS)
 ADAPT_LR, SCRATCH_LR = 1e-4, 2e-3
 # from scratch, Neighbor2Neighbor plateaus for ~150 steps before the PSNR rises (+5 dB at 300 on 64³)
@@ -171,6 +173,10 @@ def denoise(
     """
     if noise not in NOISES:
         raise ConfigError(f"key 'noise': unknown '{noise}', choose one of {', '.join(NOISES)}")
+    if method == "diffusion":
+        from medgen.enhance.diffusion_denoise import diffusion_denoise
+
+        return diffusion_denoise(scan, model, sigma=sigma, seed=seed, device=device)[0]
     meta = meta_of(scan)
     array = scan.detach().cpu().float().numpy()
     if noise == "auto":
