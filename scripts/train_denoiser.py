@@ -18,17 +18,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import time
 from pathlib import Path
 
-import monai
 import numpy as np
 import torch
 
 from medgen.enhance.networks import DENOISER_FEATURES, Denoiser3d
-from medgen.enhance.pretrained import WEIGHTS_DIR, load_denoiser, save_model
+from medgen.enhance.pretrained import WEIGHTS_DIR, load_denoiser, save_model, training_record
 from medgen.enhance.training_data import Source, flip_and_permute, load_sources, random_contrast, random_crop
 
 SIGMA_RANGE = (0.005, 0.20)
@@ -161,12 +158,9 @@ def save(net: Denoiser3d, args: argparse.Namespace, step: int, running: list, st
             "seeds 1000.., 2-4.5 mm)",
             "init": args.init,
             "crop": args.crop, "batch": args.batch, "steps": step, "lr": args.lr, "seed": args.seed,
-            "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
             "amp": bool(args.amp), "threads": args.threads, "loss": "MSE",
             "final_loss": float(torch.stack(running[-100:]).mean()) if running else None,
-            "wall_time_s": round(time.time() - start, 1), "script": "scripts/train_denoiser.py",
-            "torch": torch.__version__, "monai": monai.__version__, "python": platform.python_version(),
-            "command": " ".join(["python", *sys.argv]),
+            "script": "scripts/train_denoiser.py", **training_record(args.device, start),
         },
         "limitations": "Anatomy seen in training is the MNI152 template itself (benchmarks on it are not held "
         "out) and procedural CT phantoms, no patient scans.",

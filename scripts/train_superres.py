@@ -23,19 +23,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
-import sys
 import time
 from pathlib import Path
 
-import monai
 import numpy as np
 import torch
 from monai.losses import PatchAdversarialLoss
 from monai.networks.nets import PatchDiscriminator
 
 from medgen.enhance.networks import SliceSR2d
-from medgen.enhance.pretrained import DEFAULT_SUPERRES, GAN_SUPERRES, WEIGHTS_DIR, save_model
+from medgen.enhance.pretrained import DEFAULT_SUPERRES, GAN_SUPERRES, WEIGHTS_DIR, save_model, training_record
 from medgen.enhance.superres import degrade
 from medgen.enhance.training_data import Source, flip_and_permute, load_sources, random_contrast, random_crop
 
@@ -176,13 +173,9 @@ def save(net: SliceSR2d, args: argparse.Namespace, name: str, step: int, l1_log:
             f"contrasts and, for {args.ct_fraction:.0%} of crops, {args.ct} noise-free CT phantoms (seeds 1000..)",
             "loss": "L1" + (f" + {args.adv_weight} x least-squares PatchGAN for the last {gan_steps} steps"
                             if gan_steps else ""),
-            "steps": step, "batch": args.batch, "lr": args.lr, "seed": args.seed,
-            "device": torch.cuda.get_device_name() if args.device.startswith("cuda") else "cpu",
-            "amp": bool(args.amp),
+            "steps": step, "batch": args.batch, "lr": args.lr, "seed": args.seed, "amp": bool(args.amp),
             "final_l1": float(torch.stack(l1_log[-100:]).mean()) if l1_log else None,
-            "wall_time_s": round(time.time() - start, 1), "script": "scripts/train_superres.py",
-            "torch": torch.__version__, "monai": monai.__version__, "python": platform.python_version(),
-            "command": " ".join(["python", *sys.argv]),
+            "script": "scripts/train_superres.py", **training_record(args.device, start),
         },
         "limitations": "Anatomy seen in training is the MNI152 template itself (benchmarks on it are not held "
         "out) and procedural CT phantoms; box slice profiles only.",
@@ -192,6 +185,7 @@ def save(net: SliceSR2d, args: argparse.Namespace, name: str, step: int, l1_log:
     save_model(net, card, args.out / f"{name}.safetensors", args.out / f"{name}.json", overwrite=args.overwrite)
     print(f"saved {name} at step {step}", flush=True)
     print(json.dumps(card["training"], indent=1), flush=True)
+
 
 if __name__ == "__main__":
     main()

@@ -10,10 +10,14 @@ Weights are stored as float16 (half the size) and loaded as float32. Nothing is 
 from __future__ import annotations
 
 import json
+import platform
+import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import monai
 import torch
 from safetensors.torch import load_file, save_file
 
@@ -74,6 +78,16 @@ def _load(model: str | Path, architecture: str, build: Callable[[dict], torch.nn
         problem = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
         raise ConfigError(f"key 'model': {weights} is not a medgen {architecture} ({problem})") from None
     return net.eval(), card
+
+
+def training_record(device: str, start: float) -> dict[str, Any]:
+    """What a model card records of the run that trained it: device, wall time, versions, command line."""
+    return {
+        "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
+        "wall_time_s": round(time.time() - start, 1),
+        "torch": torch.__version__, "monai": monai.__version__, "python": platform.python_version(),
+        "command": " ".join(["python", *sys.argv]),
+    }
 
 
 def load_denoiser(model: str | Path = DEFAULT_DENOISER) -> tuple[Denoiser3d, dict[str, Any]]:

@@ -180,7 +180,7 @@ def superres_array(
     factor: int,
     axis: int,
     *,
-    method: str = "adapt",
+    method: str = "pretrained",
     model: str | None = None,
     steps: int | None = None,
     seed: int = 0,
