@@ -104,12 +104,15 @@ def denoisers(noisy: np.ndarray, clean: np.ndarray, sigma: float, noise: str, ma
         label = "medgen pretrained" if model == args.models[0] else f"medgen pretrained ({Path(model).stem})"
         methods[label] = lambda m=model: denoise_array(noisy, method="pretrained", noise=noise, model=m,
                                                        flips=args.flips)[0]
-    methods |= {
-        f"medgen adapt ({args.adapt_steps} st)": lambda: denoise_array(
-            noisy, method="adapt", noise=noise, steps=args.adapt_steps, model=args.models[0], flips=args.flips)[0],
-        f"medgen self-sup ({args.ss_steps} st)": lambda: denoise_array(
-            noisy, method="self-supervised", noise=noise, steps=args.ss_steps, flips=args.flips)[0],
-    }
+    if args.flips != 1:
+        methods["medgen pretrained, 1 pass"] = lambda: denoise_array(noisy, method="pretrained", noise=noise,
+                                                                     model=args.models[0], flips=1)[0]
+    if "adapt" not in skip:
+        methods[f"medgen adapt ({args.adapt_steps} st)"] = lambda: denoise_array(
+            noisy, method="adapt", noise=noise, steps=args.adapt_steps, model=args.models[0], flips=args.flips)[0]
+    if "self-supervised" not in skip:
+        methods[f"medgen self-sup ({args.ss_steps} st)"] = lambda: denoise_array(
+            noisy, method="self-supervised", noise=noise, steps=args.ss_steps, flips=args.flips)[0]
     if "gauss" not in skip:
         def best_gaussian() -> np.ndarray:
             outs = [ndimage.gaussian_filter(noisy, s) for s in (0.5, 0.8, 1.2)]
@@ -178,7 +181,7 @@ def main() -> None:
     parser.add_argument("--cases", default="mni96,ct", help="mni96, mni (whole volume), ct")
     parser.add_argument("--levels", default="3,5,9", help="noise std, %% of max (MR) or of the HU range (CT)")
     parser.add_argument("--factors", default="2,4", help="through-plane SR factors ('' to skip SR)")
-    parser.add_argument("--skip", default="", help="baselines to leave out: bm4d, nlm, gauss")
+    parser.add_argument("--skip", default="", help="rows to leave out: bm4d, nlm, gauss, adapt, self-supervised")
     parser.add_argument("--models", default="denoiser3d", help="pretrained denoisers (shipped names, folders or "
                         ".safetensors files), comma-separated; the first is also adapted")
     parser.add_argument("--adapt-steps", type=int, default=40)
