@@ -54,11 +54,12 @@ def test_cli_trains_renders_labels_and_writes_pair_and_lesion_pools(tmp_path, ti
     assert sample.shape == (1, 32, 32, 24) and sample.meta["synthetic"]
     assert str(label_file) in json.dumps(sample.meta["provenance"])
 
-    res = runner.invoke(app, ["synthesize", str(model), "--pool", "--num", "2", "--out", str(tmp_path / "pairs"),
+    # one pair: rendering a whole phantom label map costs ~35 s on one CPU thread
+    res = runner.invoke(app, ["synthesize", str(model), "--pool", "--num", "1", "--out", str(tmp_path / "pairs"),
                               "--labels", str(tmp_path / "ct"), "--steps", "3", "--device", "cpu"])
     assert res.exit_code == 0, res.output
     pairs = load_folder(tmp_path / "pairs", load=True)
-    assert len(pairs) == 2 and all(p["image"].shape == p["label"].shape for p in pairs)
+    assert len(pairs) == 1 and all(p["image"].shape == p["label"].shape for p in pairs)
 
     res = runner.invoke(app, ["synthesize", str(model), "--pool", "--num", "2", "--out", str(tmp_path / "lesions"),
                               "--labels", str(tmp_path / "ct"), "--lesions", "2", "--host-labels", "4,5",
