@@ -8,7 +8,7 @@ import torch
 from monai.networks.schedulers import RFlowScheduler
 
 from medgen.errors import ConfigError
-from medgen.models.sampling import epsilon_scheduler
+from medgen.models.sampling import epsilon_scheduler, integrate
 from medgen.models.shapes import fit
 
 
@@ -56,18 +56,11 @@ def sdedit(model: Any, x0: torch.Tensor, strength: float, steps: int, generator:
         if not times:
             return net.from_residual(x0)
         x = sched.add_noise(x0, noise, times[0].reshape(1))
-        for i, t in enumerate(times):
-            nxt = times[i + 1] if i + 1 < len(times) else 0
-            v = net(x, torch.full((1,), float(t), device=device), None)
-            x, _ = sched.step(v, t, x, nxt)
-        return net.from_residual(x)
+        return net.from_residual(integrate(net, sched, times, x, rflow=True))
     sched = epsilon_scheduler(d, "ddim")
     sched.set_timesteps(steps, device=device)
     times = [int(t) for t in sched.timesteps if int(t) <= t_start]
     if not times:
         return net.from_residual(x0)
     x = sched.add_noise(x0, noise, torch.tensor([times[0]], device=device))
-    for t in times:
-        eps = net(x, torch.full((1,), t, device=device, dtype=torch.long), None)
-        x, _ = sched.step(eps, t, x)
-    return net.from_residual(x)
+    return net.from_residual(integrate(net, sched, times, x, rflow=False))

@@ -31,7 +31,7 @@ from medgen.enhance.pretrained import DEFAULT_DENOISER
 from medgen.errors import ConfigError
 from medgen.io.meta import like
 from medgen.io.provenance import mark
-from medgen.models.sampling import epsilon_scheduler
+from medgen.models.sampling import epsilon_scheduler, integrate
 
 
 def _check(model: Any, shape: tuple[int, ...]) -> None:
@@ -65,7 +65,8 @@ def _schedule(model: Any, steps: int, device: torch.device) -> tuple[Any, list, 
 @torch.no_grad()
 def posterior_samples(model: Any, y: torch.Tensor, sigma: float, *, samples: int, steps: int, extra: float,
                       generator: torch.Generator) -> torch.Tensor:
-    """``samples`` posterior draws ``(S, 1, C, *size)`` of the clean image given ``y`` ``(1, C, *size)``.
+    """``samples`` posterior draws ``(S, 1, C, *size)`` of the clean image given ``y`` ``(1, C, *size)``,
+    run as one batch of ``S``.
 
     ``y`` and ``sigma`` are in the space the network diffuses (model range, residual if ``mean_image``).
     """
@@ -75,21 +76,11 @@ def posterior_samples(model: Any, y: torch.Tensor, sigma: float, *, samples: int
     start = next((i for i in range(len(times) - 1, -1, -1) if coef(times[i])[1] >= level * coef(times[i])[0]), 0)
     times = times[start:]
     a, b = coef(times[0])
-    rflow = model.config.diffusion.objective == "rflow"
-    out = []
-    for _ in range(samples):
-        eps = torch.randn(y.shape, generator=generator).to(device)
-        x = a * y + float(np.sqrt(max(b * b - (a * sigma) ** 2, 0.0))) * eps
-        for i, t in enumerate(times):
-            if rflow:
-                nxt = times[i + 1] if i + 1 < len(times) else 0
-                v = net(x, torch.full((1,), float(t), device=device), None)
-                x, _ = sched.step(v, t, x, nxt)
-            else:
-                e = net(x, torch.full((1,), t, device=device, dtype=torch.long), None)
-                x, _ = sched.step(e, t, x)
-        out.append(x)
-    return torch.stack(out)
+    # all draws in one batch: fresh eps per draw is the posterior's spread
+    eps = torch.randn((samples, *y.shape[1:]), generator=generator).to(device)
+    x = a * y + float(np.sqrt(max(b * b - (a * sigma) ** 2, 0.0))) * eps
+    x = integrate(net, sched, times, x, rflow=model.config.diffusion.objective == "rflow")
+    return x[:, None]
 
 
 def diffusion_denoise_array(

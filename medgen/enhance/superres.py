@@ -25,6 +25,7 @@ Example:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -32,7 +33,7 @@ import torch
 from scipy import ndimage
 
 from medgen.enhance.networks import SliceSR2d
-from medgen.enhance.pretrained import DEFAULT_SUPERRES, GAN_SUPERRES, load_superres
+from medgen.enhance.pretrained import DEFAULT_SUPERRES, GAN_SUPERRES, load_superres, model_files
 from medgen.errors import ConfigError
 from medgen.io.meta import affine_of, like, spacing_from_affine
 from medgen.io.provenance import mark
@@ -236,16 +237,16 @@ def plan(affine: np.ndarray, shape: Sequence[int], *, factor: float | None, axis
     return int(round(factor)), axis, final
 
 
-def auto_method(factor: int) -> str:
-    """The default: the pretrained network where it knows ``factor`` (about 20 s for 96³ on 2 CPU
-    threads; adapting it gained nothing in ``benchmarks/enhance.py``), else SMORE."""
+def auto_method(factor: int, model: str | None = None) -> str:
+    """The default: the pretrained network where its card lists ``factor`` (about 20 s for 96³ on 2
+    CPU threads; adapting it gained nothing on MR in ``benchmarks/enhance.py``), else SMORE."""
     if factor == 1:
         return "cubic"
     try:
-        network_for("pretrained", factor, None, 0)
-    except ConfigError:
+        card = json.loads(model_files(model or DEFAULT_SUPERRES)[1].read_text())
+    except (ConfigError, OSError, ValueError):
         return "smore"
-    return "pretrained"
+    return "pretrained" if factor in [int(f) for f in card.get("factors", [])] else "smore"
 
 
 def superres(
@@ -284,7 +285,7 @@ def superres(
     array = scan.detach().cpu().float().numpy()
     affine = affine_of(scan)
     f, axis, final = plan(affine, array.shape[1:], factor=factor, axis=axis, spacing=spacing)
-    method = auto_method(f) if method == "auto" else method
+    method = auto_method(f, model) if method == "auto" else method
     channels, info = [], {}
     for c in range(array.shape[0]):
         out, info = superres_array(array[c], f, axis, method=method, model=model, steps=steps, seed=seed,

@@ -128,6 +128,21 @@ def sample(
 
 
 @torch.no_grad()
+def integrate(net: Callable, sched, timesteps: Sequence, x: torch.Tensor, rflow: bool) -> torch.Tensor:
+    """Run a deterministic sampler (RFlow Euler or DDIM ``sched``, timesteps already set) from the
+    state ``x`` ``(B, C, *size)`` at ``timesteps[0]`` down to 0; ``net(x, t, None)`` → velocity/epsilon."""
+    batch, device = x.shape[0], x.device
+    for i, t in enumerate(timesteps):
+        if rflow:
+            nxt = timesteps[i + 1] if i + 1 < len(timesteps) else 0
+            x, _ = sched.step(net(x, torch.full((batch,), float(t), device=device), None), t, x, nxt)
+        else:
+            eps = net(x, torch.full((batch,), int(t), device=device, dtype=torch.long), None)
+            x, _ = sched.step(eps, int(t), x)
+    return x
+
+
+@torch.no_grad()
 def inpaint(
     net: Callable, cfg: DiffusionConfig, known: torch.Tensor, mask: torch.Tensor, *, sampler: str = "ddpm",
     steps: int = 50, generator: torch.Generator | None = None, progress: Callable[[int, int], None] | None = None,
