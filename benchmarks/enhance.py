@@ -4,8 +4,9 @@ Denoising (Rician noise at 3/5/9 % of the maximum for MR, Gaussian noise at the 
 HU range for the CT phantom): PSNR and SSIM inside the foreground mask, wall time and peak RSS added
 by each method, for
 
-- medgen ``pretrained`` (noise level estimated from the scan: blind), ``adapt`` (pretrained +
-  Neighbor2Neighbor on the scan) and ``self-supervised`` (no weights);
+- medgen's default (pretrained network, noise level estimated from the scan: blind, then two
+  collaborative Wiener passes), the network alone, ``adapt`` (pretrained + Neighbor2Neighbor on the
+  scan) and ``self-supervised`` (no weights), the last two also refined;
 - BM4D (``bm4d`` package, given the *true* sigma; Rician bias corrected after), scikit-image
   non-local means (true sigma, ``h = 0.8 sigma``) and a Gaussian filter (the best of three widths,
   chosen with the ground truth: an oracle, generous to the baseline).
@@ -36,7 +37,7 @@ import torch
 from scipy import ndimage
 
 from medgen.data import ct_phantom, mni152
-from medgen.enhance.denoise import denoise_array
+from medgen.enhance.denoise import DEFAULT_REFINE, denoise_array
 from medgen.enhance.noise import add_gaussian, add_rician, rician_bias_correct
 from medgen.enhance.superres import DEFAULT_STEPS, superres_array, thick_slices
 from medgen.evaluate.fidelity import foreground_mask, psnr, ssim
@@ -101,18 +102,20 @@ def denoisers(noisy: np.ndarray, clean: np.ndarray, sigma: float, noise: str, ma
         "noisy input": lambda: noisy,
     }
     for model in args.models:
-        label = "medgen pretrained" if model == args.models[0] else f"medgen pretrained ({Path(model).stem})"
+        label = "medgen default" if model == args.models[0] else f"medgen default ({Path(model).stem})"
         methods[label] = lambda m=model: denoise_array(noisy, method="pretrained", noise=noise, model=m,
-                                                       flips=args.flips)[0]
-    if args.flips != 1:
-        methods["medgen pretrained, 1 pass"] = lambda: denoise_array(noisy, method="pretrained", noise=noise,
-                                                                     model=args.models[0], flips=1)[0]
+                                                       flips=args.flips, refine=args.refine)[0]
+    if args.refine:
+        methods["medgen network only"] = lambda: denoise_array(noisy, method="pretrained", noise=noise,
+                                                               model=args.models[0], flips=args.flips, refine=0)[0]
     if "adapt" not in skip:
         methods[f"medgen adapt ({args.adapt_steps} st)"] = lambda: denoise_array(
-            noisy, method="adapt", noise=noise, steps=args.adapt_steps, model=args.models[0], flips=args.flips)[0]
+            noisy, method="adapt", noise=noise, steps=args.adapt_steps, model=args.models[0], flips=args.flips,
+            refine=args.refine)[0]
     if "self-supervised" not in skip:
         methods[f"medgen self-sup ({args.ss_steps} st)"] = lambda: denoise_array(
-            noisy, method="self-supervised", noise=noise, steps=args.ss_steps, flips=args.flips)[0]
+            noisy, method="self-supervised", noise=noise, steps=args.ss_steps, flips=args.flips,
+            refine=args.refine)[0]
     if "gauss" not in skip:
         def best_gaussian() -> np.ndarray:
             outs = [ndimage.gaussian_filter(noisy, s) for s in (0.5, 0.8, 1.2)]
@@ -185,7 +188,8 @@ def main() -> None:
     parser.add_argument("--models", default="denoiser3d", help="pretrained denoisers (shipped names, folders or "
                         ".safetensors files), comma-separated; the first is also adapted")
     parser.add_argument("--adapt-steps", type=int, default=40)
-    parser.add_argument("--flips", type=int, default=None, help="medgen's flip ensemble (default: the CLI's)")
+    parser.add_argument("--flips", type=int, default=1, help="medgen's flip ensemble (the CLI's default)")
+    parser.add_argument("--refine", type=int, default=DEFAULT_REFINE, help="collaborative Wiener passes (the CLI's)")
     parser.add_argument("--ss-steps", type=int, default=400, help="self-supervised steps (the CLI default)")
     parser.add_argument("--sr-steps", type=int, default=DEFAULT_STEPS["smore"], help="SMORE steps from scratch")
     parser.add_argument("--sr-methods", default="nearest,linear,cubic,smore,pretrained,adapt,gan")

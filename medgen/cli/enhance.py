@@ -91,7 +91,8 @@ def denoise(
     sigma: float = typer.Option(None, help="Noise std in the scan's units (default: estimated)."),
     steps: int = typer.Option(None, help="Self-supervised steps (default 100 for adapt, 400 self-supervised)."),
     seed: int = typer.Option(0, help="Seed of every random choice."),
-    flips: int = typer.Option(None, help="Mirrored passes averaged, 1-8 (default: 8 up to 96³ voxels, fewer above)."),
+    flips: int = typer.Option(1, help="Mirrored network passes averaged, 1-8 (after --refine they add < 0.1 dB)."),
+    refine: int = typer.Option(2, help="Collaborative Wiener passes after the network (BM4D's second stage); 0: off."),
     samples: int = typer.Option(8, help="Posterior samples of --method diffusion."),
     uncertainty: Path = typer.Option(None, help="With --method diffusion: write the per-voxel posterior std here."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
@@ -114,7 +115,7 @@ def denoise(
                 console.print(f"wrote [bold]{save_scan(unc, uncertainty, overwrite=overwrite, inputs=[src])}[/bold]")
         else:
             out = denoise_scan(scan, method=chosen, model=model, noise=noise, sigma=sigma, steps=steps,
-                               seed=seed, flips=flips, device=device)
+                               seed=seed, flips=flips, refine=refine, device=device)
         console.print(f"denoise: {_describe(out)}")
         return out
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 import torch
 
-from medgen.enhance.denoise import auto_flips, denoise
+from medgen.enhance.denoise import denoise
 from medgen.enhance.noise import add_gaussian
 from medgen.enhance.pretrained import load_denoiser
 from medgen.errors import ConfigError
@@ -27,20 +27,23 @@ def test_pretrained_denoiser_raises_psnr_and_keeps_geometry(mni_crop, noisy_crop
     assert torch.equal(out.affine, noisy.affine)
     rec = out.meta["provenance"][-1]
     assert rec["operation"] == "denoise" and rec["method"] == "pretrained" and rec["model"] == "denoiser3d"
-    assert rec["flips"] == 8  # a small scan gets the full flip ensemble by default
+    assert rec["flips"] == 1 and rec["refine"] == 2  # the default: one network pass, two Wiener passes
     assert out.meta["synthetic"] is False
 
 
-def test_flip_ensemble_beats_a_single_pass_and_is_recorded(mni_crop, noisy_crop):
+def test_collaborative_refinement_beats_the_network_alone_and_is_recorded(mni_crop, noisy_crop):
     noisy, _ = noisy_crop
     mask = foreground_mask(mni_crop)
-    single, ensembled = denoise(noisy, flips=1), denoise(noisy, flips=8)
-    assert psnr(ensembled, mni_crop, mask) > psnr(single, mni_crop, mask) + 0.1
-    assert ensembled.meta["provenance"][-1]["flips"] == 8
+    network, refined = denoise(noisy, refine=0), denoise(noisy)
+    assert psnr(refined, mni_crop, mask) > psnr(network, mni_crop, mask) + 0.3
+    assert network.meta["provenance"][-1]["refine"] == 0
+    ensembled = denoise(noisy, flips=2, refine=0)  # mirrored passes still work, and are recorded
+    assert psnr(ensembled, mni_crop, mask) > psnr(network, mni_crop, mask)
+    assert ensembled.meta["provenance"][-1]["flips"] == 2
     with pytest.raises(ConfigError, match="'flips'"):
         denoise(noisy, flips=9)
-    # larger scans get fewer passes so a default run costs about the same as 8 passes over 96³
-    assert [auto_flips((n,) * 3) for n in (96, 120, 128, 256)] == [8, 4, 2, 1]
+    with pytest.raises(ConfigError, match="'refine'"):
+        denoise(noisy, refine=-1)
 
 
 def test_self_supervised_training_needs_no_weights_and_learns(mni_crop, noisy_crop):

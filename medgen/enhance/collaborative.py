@@ -1,0 +1,181 @@
+"""Collaborative Wiener filtering guided by a pilot estimate (the second stage of BM3D / BM4D).
+
+A denoiser's output (the *pilot*) is a good guess of the clean scan but keeps some of its own
+errors: it smooths fine texture and leaves blotches in flat regions. This stage goes back to the
+*noisy* scan and filters it again, with the pilot only telling what to keep:
+
+1. **Block matching** on the pilot: for reference ``patch³`` blocks on a grid of ``step`` voxels, the
+   ``group`` most similar blocks within ``±search`` voxels (squared distance between pilot blocks).
+2. **Collaborative transform**: each group of noisy blocks ``(group, patch³)`` goes through an
+   orthonormal 3D DCT within the blocks and a 1D DCT across the group.
+3. **Empirical Wiener shrinkage**: each coefficient is scaled by ``P² / (P² + sigma²)`` where ``P``
+   is the pilot's coefficient, then transformed back.
+4. **Aggregation**: every voxel is the weighted mean of all filtered blocks covering it, each group
+   weighted by ``1 / (sigma² * sum(W²))`` (its residual noise variance).
+
+Similar blocks of a piecewise-smooth scan are averaged in the group dimension, which is what a
+network with a finite receptive field and no view of distant look-alike blocks cannot do; the
+pilot's errors enter only through the shrinkage factors, not the values.
+
+Rician magnitude (MR): the noisy magnitude is filtered as if Gaussian, with the pilot mapped to the
+expected magnitude ``E[M | A]`` (:func:`rician_mean`); the result, an estimate of ``E[M]``, is
+mapped back to ``A`` (:func:`rician_inverse`), which removes the Rician bias in dark tissue.
+
+Cost: about ``(96 / step)³ * (2 search + 1)³`` block distances and one matrix product per group;
+seconds on a 2-core CPU for a 96³ volume. Memory is bounded by working through slabs.
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import torch
+from scipy import special
+
+MATCH_ORDER = 2
+
+
+def dct_matrix(n: int) -> torch.Tensor:
+    """Orthonormal DCT-II matrix ``(n, n)``: ``coefficients = D @ signal``."""
+    k = torch.arange(n, dtype=torch.float64)[:, None]
+    i = torch.arange(n, dtype=torch.float64)[None, :]
+    d = torch.cos(torch.pi * (2 * i + 1) * k / (2 * n)) * (2.0 / n) ** 0.5
+    d[0] /= 2**0.5
+    return d.float()
+
+
+def rician_mean(a: np.ndarray, sigma: float) -> np.ndarray:
+    """``E[M]`` of a Rician magnitude with signal ``a >= 0`` and noise ``sigma`` (same units)."""
+    a = np.asarray(a, dtype=np.float64)
+    if sigma <= 0:
+        return a
+    z = a * a / (4.0 * sigma * sigma)
+    laguerre = (1.0 + 2.0 * z) * special.i0e(z) + 2.0 * z * special.i1e(z)  # L_1/2(-a²/2σ²)
+    return sigma * np.sqrt(np.pi / 2.0) * laguerre
+
+
+def rician_inverse(m: np.ndarray, sigma: float) -> np.ndarray:
+    """The signal ``a >= 0`` whose Rician mean is ``m`` (0 below the Rayleigh mean ``sigma sqrt(pi/2)``)."""
+    m = np.asarray(m, dtype=np.float64)
+    if sigma <= 0:
+        return m
+    table_a = np.linspace(0.0, 40.0, 4001) * sigma
+    table_m = rician_mean(table_a, sigma)
+    out = np.interp(m, table_m, table_a, left=0.0)
+    high = m > table_m[-1]
+    out[high] = np.sqrt(m[high] ** 2 - sigma * sigma)  # E[M] = sqrt(a² + σ²) to 1e-4 beyond 40σ
+    return out
+
+
+def _positions(n: int, patch: int, step: int) -> torch.Tensor:
+    """Block corners ``0, step, ...`` along an axis of ``n`` voxels, always including ``n - patch``."""
+    pos = list(range(0, n - patch + 1, step))
+    if pos[-1] != n - patch:
+        pos.append(n - patch)
+    return torch.tensor(pos)
+
+
+def _wiener_block(
+    y: torch.Tensor, p: torch.Tensor, sigma: float, patch: int, step: int, search: int, group: int, chunk: int,
+    threshold: float | None = None,
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Weighted sums ``(numerator, denominator)`` of filtered blocks over one ``(X, Y, Z)`` slab."""
+    shape = y.shape
+    valid = [n - patch + 1 for n in shape]
+    d3 = dct_matrix(patch)
+    t_block = torch.kron(torch.kron(d3, d3), d3)  # (patch³, patch³), rows are 3D DCT basis blocks
+    corner = torch.stack(torch.meshgrid(*[torch.arange(patch)] * 3, indexing="ij"), -1).reshape(-1, 3)
+    # matching on the pilot's low frequencies ranks blocks like whole-block distances, at a fraction of the cost
+    basis = t_block[corner.sum(-1) <= MATCH_ORDER].reshape(-1, 1, patch, patch, patch)
+    features = torch.nn.functional.conv3d(p[None, None], basis)[0].reshape(len(basis), -1).T  # (blocks, F)
+    refs = torch.stack(
+        torch.meshgrid(*[_positions(n, patch, step) for n in shape], indexing="ij"), -1
+    ).reshape(-1, 3)
+    offsets = torch.tensor(list(itertools.product(range(-search, search + 1), repeat=3)))
+    limit = torch.tensor(valid) - 1
+    block_strides = torch.tensor([valid[1] * valid[2], valid[2], 1])
+    voxel_strides = torch.tensor([shape[1] * shape[2], shape[2], 1])
+    within = (corner * voxel_strides).sum(-1)  # (patch³,) voxel offsets of a block from its corner
+    flat_y, flat_p = y.reshape(-1), p.reshape(-1)
+    t_group = dct_matrix(group)
+    num = torch.zeros(shape)
+    den = torch.zeros(shape)
+    for start in range(0, len(refs), chunk):
+        ref = refs[start : start + chunk]
+        wanted = ref[:, None, :] + offsets[None]  # (n, O, 3)
+        cand = torch.minimum(torch.clamp(wanted, min=0), limit)
+        cand_idx = (cand * block_strides).sum(-1)
+        ref_idx = (ref * block_strides).sum(-1)
+        dist = ((features[cand_idx] - features[ref_idx][:, None]) ** 2).sum(-1)  # (n, O)
+        dist[(cand != wanted).any(-1)] = torch.inf  # outside the slab: not a candidate
+        dist[:, len(offsets) // 2] = -1.0  # the reference itself comes first
+        best = torch.topk(dist, group, dim=1, largest=False).indices
+        pos = torch.gather(cand, 1, best[..., None].expand(-1, -1, 3))  # (n, group, 3) block corners
+        voxels = ((pos * voxel_strides).sum(-1)[..., None] + within).reshape(-1)  # (n * group * patch³,)
+        gy = t_group @ (flat_y[voxels].reshape(len(ref), group, -1) @ t_block.T)  # coefficients
+        gp = t_group @ (flat_p[voxels].reshape(len(ref), group, -1) @ t_block.T)
+        if threshold is None:
+            w = gp * gp / (gp * gp + sigma * sigma)
+        else:
+            w = (gy.abs() > threshold * sigma).float()
+        filtered = t_group.T @ ((w * gy) @ t_block)
+        weight = 1.0 / (sigma * sigma * (w * w).sum((1, 2)) + 1e-12)  # (n,) inverse residual variance
+        num.view(-1).index_add_(0, voxels, (filtered * weight[:, None, None]).reshape(-1))
+        den.view(-1).index_add_(0, voxels, weight[:, None, None].expand_as(filtered).reshape(-1))
+    return num, den
+
+
+def collaborative_wiener(
+    noisy: np.ndarray,
+    pilot: np.ndarray,
+    sigma: float,
+    *,
+    rician: bool = False,
+    patch: int = 4,
+    step: int = 3,
+    search: int = 4,
+    group: int = 16,
+    slab: int = 64,
+    chunk: int = 2048,
+    threshold: float | None = None,
+) -> np.ndarray:
+    """Refine ``pilot`` by collaborative Wiener filtering of ``noisy`` (module docstring).
+
+    Args:
+        noisy: ``(X, Y, Z)`` scan in its units.
+        pilot: ``(X, Y, Z)`` first estimate of the clean scan (a denoiser's output), same units.
+        sigma: noise std in the same units.
+        rician: MR magnitude: filter in the expected-magnitude domain and map back.
+        patch, step, search, group: block size, reference grid step, search radius (voxels) and
+            blocks per group.
+        slab: slab thickness along the first axis (memory bound; slabs overlap by the search reach).
+        chunk: reference blocks matched at once.
+
+    Returns:
+        ``(X, Y, Z)`` float32 in the input's units.
+    """
+    if sigma <= 0:
+        return np.asarray(pilot, dtype=np.float32)
+    noisy = np.asarray(noisy, dtype=np.float32)
+    if min(noisy.shape) < patch:
+        return np.asarray(pilot, dtype=np.float32)
+    target = rician_mean(np.clip(pilot, 0, None), sigma) if rician else pilot
+    y = torch.from_numpy(noisy)
+    p = torch.from_numpy(np.asarray(target, dtype=np.float32))
+    num = torch.zeros(y.shape)
+    den = torch.zeros(y.shape)
+    halo = search + patch
+    n = y.shape[0]
+    core = max(slab - 2 * halo, step)
+    with torch.inference_mode():
+        for lo in range(0, n, core):
+            a, b = max(lo - halo, 0), min(lo + core + halo, n)
+            s_num, s_den = _wiener_block(y[a:b], p[a:b], float(sigma), patch, step, search, group, chunk, threshold)
+            keep = slice(lo - a, min(lo + core, n) - a)  # each voxel from the slab where it is central
+            num[lo : lo + core] += s_num[keep]
+            den[lo : lo + core] += s_den[keep]
+    out = torch.where(den > 0, num / den.clamp_min(1e-12), p).numpy()
+    if rician:
+        out = rician_inverse(out, sigma)
+    return out.astype(np.float32)
