@@ -39,12 +39,31 @@ def batch_inputs(folder: Path) -> list[Path] | None:
     return [p for p in entries if p.is_dir() or full_suffix(p) not in _SKIP_SUFFIXES]
 
 
-def _run(src: Path, dst: Path, work: Callable[[torch.Tensor], torch.Tensor], overwrite: bool) -> None:
-    """Enhance one scan or a batch folder with ``work``; see the module docstring."""
+Stages = Callable[[str, int, int], None]
+
+
+def _run(src: Path, dst: Path, work: Callable[[torch.Tensor, Stages | None], torch.Tensor], overwrite: bool) -> None:
+    """Enhance one scan or a batch folder with ``work(scan, progress)``; see the module docstring.
+
+    One scan gets a progress bar per stage that ``work`` reports through ``progress(stage, done, total)``;
+    a batch gets one bar over its scans.
+    """
     batch = batch_inputs(src) if src.is_dir() else None
+    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+               TimeElapsedColumn(), TimeRemainingColumn())
     if batch is None:
         check_output_path(dst, overwrite=overwrite, inputs=[src])
-        out = save_scan(work(load_scan(src)), dst, overwrite=overwrite, inputs=[src])
+        scan = load_scan(src)
+        with Progress(*columns, console=console, transient=True) as progress:
+            tasks: dict[str, int] = {}
+
+            def report(stage: str, done: int, total: int) -> None:
+                if stage not in tasks:
+                    tasks[stage] = progress.add_task(stage, total=total)
+                progress.update(tasks[stage], completed=done)
+
+            result = work(scan, report)
+        out = save_scan(result, dst, overwrite=overwrite, inputs=[src])
         console.print(f"wrote [bold]{out}[/bold]")
         return
     if dst.exists() and not dst.is_dir():
@@ -52,8 +71,6 @@ def _run(src: Path, dst: Path, work: Callable[[torch.Tensor], torch.Tensor], ove
     if dst.resolve() == src.resolve():
         raise ScanWriteError(dst, "output folder is the input folder; choose another")
     failed: list[str] = []
-    columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-               TimeElapsedColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("enhancing", total=len(batch))
         for path in batch:
@@ -61,7 +78,7 @@ def _run(src: Path, dst: Path, work: Callable[[torch.Tensor], torch.Tensor], ove
             try:
                 target = dst / path.name
                 check_output_path(target, overwrite=overwrite, inputs=[path])
-                save_scan(work(load_scan(path)), target, overwrite=overwrite, inputs=[path])
+                save_scan(work(load_scan(path), None), target, overwrite=overwrite, inputs=[path])
             except MedgenError as err:
                 failed.append(str(err))
                 progress.console.print(f"[yellow]skipped[/yellow] {err}")
@@ -108,14 +125,14 @@ def denoise(
             raise ConfigError("key 'uncertainty': give one scan, not a folder, with --uncertainty")
         check_output_path(uncertainty, overwrite=overwrite, inputs=[src])
 
-    def work(scan: torch.Tensor) -> torch.Tensor:
+    def work(scan: torch.Tensor, progress: Stages | None) -> torch.Tensor:
         if chosen == "diffusion":
             out, unc = diffusion_denoise(scan, model, sigma=sigma, samples=samples, seed=seed, device=device)
             if uncertainty is not None:
                 console.print(f"wrote [bold]{save_scan(unc, uncertainty, overwrite=overwrite, inputs=[src])}[/bold]")
         else:
             out = denoise_scan(scan, method=chosen, model=model, noise=noise, sigma=sigma, steps=steps,
-                               seed=seed, flips=flips, refine=refine, device=device)
+                               seed=seed, flips=flips, refine=refine, device=device, progress=progress)
         console.print(f"denoise: {_describe(out)}")
         return out
 
@@ -146,7 +163,7 @@ def superres(
     target = _parse_spacing(spacing) if spacing is not None else None
     _check_device(device)
 
-    def work(scan: torch.Tensor) -> torch.Tensor:
+    def work(scan: torch.Tensor, progress: Stages | None) -> torch.Tensor:
         out = superres_scan(scan, factor=factor, axis=axis_index, spacing=target, method=method, model=model,
                             steps=steps, seed=seed, device=device)
         console.print(f"superres: {_describe(out)}")

@@ -28,6 +28,7 @@ seconds on a 2-core CPU for a 96³ volume. Memory is bounded by working through 
 from __future__ import annotations
 
 import itertools
+from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -77,8 +78,7 @@ def _positions(n: int, patch: int, step: int) -> torch.Tensor:
 
 
 def _wiener_block(
-    y: torch.Tensor, p: torch.Tensor, sigma: float, patch: int, step: int, search: int, group: int, chunk: int,
-    threshold: float | None = None,
+    y: torch.Tensor, p: torch.Tensor, sigma: float, patch: int, step: int, search: int, group: int, chunk: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Weighted sums ``(numerator, denominator)`` of filtered blocks over one ``(X, Y, Z)`` slab."""
     shape = y.shape
@@ -115,10 +115,7 @@ def _wiener_block(
         voxels = ((pos * voxel_strides).sum(-1)[..., None] + within).reshape(-1)  # (n * group * patch³,)
         gy = t_group @ (flat_y[voxels].reshape(len(ref), group, -1) @ t_block.T)  # coefficients
         gp = t_group @ (flat_p[voxels].reshape(len(ref), group, -1) @ t_block.T)
-        if threshold is None:
-            w = gp * gp / (gp * gp + sigma * sigma)
-        else:
-            w = (gy.abs() > threshold * sigma).float()
+        w = gp * gp / (gp * gp + sigma * sigma)
         filtered = t_group.T @ ((w * gy) @ t_block)
         weight = 1.0 / (sigma * sigma * (w * w).sum((1, 2)) + 1e-12)  # (n,) inverse residual variance
         num.view(-1).index_add_(0, voxels, (filtered * weight[:, None, None]).reshape(-1))
@@ -138,7 +135,7 @@ def collaborative_wiener(
     group: int = 16,
     slab: int = 64,
     chunk: int = 2048,
-    threshold: float | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
     """Refine ``pilot`` by collaborative Wiener filtering of ``noisy`` (module docstring).
 
@@ -151,6 +148,7 @@ def collaborative_wiener(
             blocks per group.
         slab: slab thickness along the first axis (memory bound; slabs overlap by the search reach).
         chunk: reference blocks matched at once.
+        progress: ``progress(slabs_done, slabs_total)`` after each slab.
 
     Returns:
         ``(X, Y, Z)`` float32 in the input's units.
@@ -168,13 +166,16 @@ def collaborative_wiener(
     halo = search + patch
     n = y.shape[0]
     core = max(slab - 2 * halo, step)
+    starts = range(0, n, core)
     with torch.inference_mode():
-        for lo in range(0, n, core):
+        for done, lo in enumerate(starts, 1):
             a, b = max(lo - halo, 0), min(lo + core + halo, n)
-            s_num, s_den = _wiener_block(y[a:b], p[a:b], float(sigma), patch, step, search, group, chunk, threshold)
+            s_num, s_den = _wiener_block(y[a:b], p[a:b], float(sigma), patch, step, search, group, chunk)
             keep = slice(lo - a, min(lo + core, n) - a)  # each voxel from the slab where it is central
             num[lo : lo + core] += s_num[keep]
             den[lo : lo + core] += s_den[keep]
+            if progress is not None:
+                progress(done, len(starts))
     out = torch.where(den > 0, num / den.clamp_min(1e-12), p).numpy()
     if rician:
         out = rician_inverse(out, sigma)

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 import numpy as np
 import torch
@@ -87,6 +88,7 @@ def denoise_array(
     device: str = "cpu",
     roi: tuple[int, int, int] = DEFAULT_ROI,
     callback: Callable[[int, float], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Denoise one ``(X, Y, Z)`` volume in its own units.
 
@@ -98,6 +100,7 @@ def denoise_array(
             after ``refine`` they add < 0.1 dB.
         refine: collaborative Wiener passes after the network (0: the network's output as it is).
         callback: ``callback(step, loss)`` during self-supervised training.
+        progress: ``progress(stage, done, total)`` for the network's windows and each Wiener pass's slabs.
 
     Returns:
         ``(denoised (X, Y, Z) float32, info)`` with ``info`` = method, sigma (input units), noise,
@@ -137,14 +140,16 @@ def denoise_array(
         info["steps"] = steps
     net.to(device).eval()
     predict = flip_ensemble(lambda w: net(w, sigma_n), flips)
-    out = sliding_window(predict, volume, roi=roi, device=device)[0, 0].numpy()
+    stage = (lambda name: None) if progress is None else (lambda name: partial(progress, name))
+    out = sliding_window(predict, volume, roi=roi, device=device, progress=stage("network"))[0, 0].numpy()
     out = norm.inverse(out)
     if noise == "rician" and method == "self-supervised":
         # a network trained on the noisy scan alone learns E[magnitude], which carries the Rician bias;
         # the pretrained network (also when adapted) learned to remove it
         out = noise_models.rician_bias_correct(out, unit_sigma)
-    for _ in range(refine):  # in the domain where the noise is Gaussian-like with std unit_sigma
-        out = collaborative_wiener(work, out, unit_sigma, rician=noise == "rician")
+    for k in range(refine):  # in the domain where the noise is Gaussian-like with std unit_sigma
+        out = collaborative_wiener(work, out, unit_sigma, rician=noise == "rician",
+                                   progress=stage(f"Wiener pass {k + 1}/{refine}"))
     if noise == "poisson":
         out = noise_models.inverse_anscombe(out, info["gain"], info["read_var"]).astype(np.float32)
     info["model"] = model_name
@@ -164,6 +169,7 @@ def denoise(
     refine: int = DEFAULT_REFINE,
     device: str = "cpu",
     callback: Callable[[int, float], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> torch.Tensor:
     """Denoise a scan ``(C, X, Y, Z)`` (each channel on its own); see the module docstring.
 
@@ -175,7 +181,7 @@ def denoise(
         sigma: noise std in the scan's units; estimated when None.
         steps, seed: self-supervised optimiser steps (None: 100 adapt, 400 self-supervised) and the
             seed of every random choice.
-        flips, refine: see :func:`denoise_array`.
+        flips, refine, progress: see :func:`denoise_array`.
 
     Returns:
         MetaTensor ``(C, X, Y, Z)`` float32 in the input's units and geometry, with provenance.
@@ -194,7 +200,7 @@ def denoise(
     for c in range(array.shape[0]):
         out, info = denoise_array(
             array[c], method=method, model=model, noise=noise, sigma=sigma, steps=steps, seed=seed,
-            flips=flips, refine=refine, device=device, callback=callback,
+            flips=flips, refine=refine, device=device, callback=callback, progress=progress,
         )
         channels.append(out)
         infos.append(info)

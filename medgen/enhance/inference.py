@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from monai.data.utils import dense_patch_slices
 from monai.inferers import SlidingWindowInferer
 
 from medgen.errors import ConfigError
@@ -51,6 +52,7 @@ def sliding_window(
     roi: tuple[int, int, int] = DEFAULT_ROI,
     overlap: float = 0.25,
     device: str | torch.device = "cpu",
+    progress: Callable[[int, int], None] | None = None,
     **kwargs,
 ) -> torch.Tensor:
     """Run ``predictor(window, **kwargs)`` over ``volume`` ``(B, C, X, Y, Z)`` window by window.
@@ -59,6 +61,7 @@ def sliding_window(
         roi: window size in voxels; dimensions larger than the volume are clipped to it (MONAI pads).
         overlap: fraction of each window shared with its neighbours, blended with Gaussian weights.
         device: where the network runs (``"cuda"`` when present); the blend buffer stays on CPU.
+        progress: ``progress(windows_done, windows_total)`` after each window.
 
     Returns:
         ``(B, C_out, X, Y, Z)`` float32 on CPU.
@@ -73,5 +76,17 @@ def sliding_window(
         device=torch.device("cpu"),
         progress=False,
     )
+    if progress is not None:
+        size = [max(s, r) for s, r in zip(volume.shape[2:], roi)]  # MONAI pads up to the window
+        interval = [r if r == s else max(int(r * (1 - overlap)), 1) for r, s in zip(roi, size)]
+        total = len(dense_patch_slices(size, roi, interval)) * volume.shape[0]
+        done = 0
+
+        def counted(window: torch.Tensor, **kw) -> torch.Tensor:
+            nonlocal done
+            out = predictor(window, **kw)
+            done += window.shape[0]
+            progress(done, total)
+            return out
     with torch.inference_mode():
-        return inferer(volume, predictor, **kwargs).float()
+        return inferer(volume, predictor if progress is None else counted, **kwargs).float()

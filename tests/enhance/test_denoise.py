@@ -34,8 +34,12 @@ def test_pretrained_denoiser_raises_psnr_and_keeps_geometry(mni_crop, noisy_crop
 def test_collaborative_refinement_beats_the_network_alone_and_is_recorded(mni_crop, noisy_crop):
     noisy, _ = noisy_crop
     mask = foreground_mask(mni_crop)
-    network, refined = denoise(noisy, refine=0), denoise(noisy)
+    seen: dict[str, tuple[int, int]] = {}
+    network, refined = denoise(noisy, refine=0), denoise(noisy, progress=lambda s, d, t: seen.update({s: (d, t)}))
     assert psnr(refined, mni_crop, mask) > psnr(network, mni_crop, mask) + 0.3
+    # each stage reports its progress to the end (the CLI draws a bar per stage)
+    assert list(seen) == ["network", "Wiener pass 1/2", "Wiener pass 2/2"]
+    assert all(done == total > 0 for done, total in seen.values())
     assert network.meta["provenance"][-1]["refine"] == 0
     ensembled = denoise(noisy, flips=2, refine=0)  # mirrored passes still work, and are recorded
     assert psnr(ensembled, mni_crop, mask) > psnr(network, mni_crop, mask)
