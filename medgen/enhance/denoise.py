@@ -148,7 +148,7 @@ def denoise_array(
         # the pretrained network (also when adapted) learned to remove it
         out = noise_models.rician_bias_correct(out, unit_sigma)
     for k in range(refine):  # in the domain where the noise is Gaussian-like with std unit_sigma
-        out = collaborative_wiener(work, out, unit_sigma, rician=noise == "rician",
+        out = collaborative_wiener(work, out, unit_sigma, rician=noise == "rician", device=device,
                                    progress=stage(f"Wiener pass {k + 1}/{refine}"))
     if noise == "poisson":
         out = noise_models.inverse_anscombe(out, info["gain"], info["read_var"]).astype(np.float32)
