@@ -100,7 +100,8 @@ def _describe(scan: torch.Tensor) -> str:
 def denoise(
     src: Path = typer.Argument(..., help="Noisy scan (NIfTI, NRRD/MHA/MHD, DICOM) or a folder of scans."),
     dst: Path = typer.Argument(..., help="Output scan (format from suffix) or output folder."),
-    method: str = typer.Option("auto", help="auto (= pretrained), pretrained, adapt, self-supervised, diffusion "
+    method: str = typer.Option("auto", help="auto (= pretrained), pretrained, adapt, self-supervised (each then "
+                               "--refine Wiener passes), diffusion "
                                "(posterior sampling with a diffusion model folder given by --model)."),
     adapt: bool = typer.Option(False, "--adapt", help="Fine-tune the pretrained model on the scan (= --method adapt)."),
     model: str = typer.Option("denoiser3d", help="Shipped model name, or a folder with model.safetensors."),

@@ -11,7 +11,8 @@ errors: it smooths fine texture and leaves blotches in flat regions. This stage 
 3. **Empirical Wiener shrinkage**: each coefficient is scaled by ``P² / (P² + sigma²)`` where ``P``
    is the pilot's coefficient, then transformed back.
 4. **Aggregation**: every voxel is the weighted mean of all filtered blocks covering it, each group
-   weighted by ``1 / (sigma² * sum(W²))`` (its residual noise variance).
+   weighted by ``1 / (sigma² * sum(W²))`` (its residual noise variance) times a Kaiser window
+   (beta 2, BM3D's choice) over the block, which softens block seams.
 
 Similar blocks of a piecewise-smooth scan are averaged in the group dimension, which is what a
 network with a finite receptive field and no view of distant look-alike blocks cannot do; the
@@ -36,6 +37,7 @@ import torch
 from scipy import special
 
 MATCH_ORDER = 2
+KAISER = 2.0  # beta of the aggregation window (BM3D's); +0.1-0.2 dB on MR, -0.1 dB on the CT phantom
 
 
 def dct_matrix(n: int) -> torch.Tensor:
@@ -100,6 +102,8 @@ def _wiener_block(
     within = (corner * voxel_strides).sum(-1)  # (patch³,) voxel offsets of a block from its corner
     flat_y, flat_p = y.reshape(-1), p.reshape(-1)
     t_group = dct_matrix(group).to(dev)
+    k1 = torch.from_numpy(np.kaiser(patch, KAISER)).float()
+    window = torch.einsum("i,j,k->ijk", k1, k1, k1).reshape(-1).to(dev)
     num = torch.zeros(shape, device=dev)
     den = torch.zeros(shape, device=dev)
     for start in range(0, len(refs), chunk):
@@ -119,8 +123,9 @@ def _wiener_block(
         w = gp * gp / (gp * gp + sigma * sigma)
         filtered = t_group.T @ ((w * gy) @ t_block)
         weight = 1.0 / (sigma * sigma * (w * w).sum((1, 2)) + 1e-12)  # (n,) inverse residual variance
-        num.view(-1).index_add_(0, voxels, (filtered * weight[:, None, None]).reshape(-1))
-        den.view(-1).index_add_(0, voxels, weight[:, None, None].expand_as(filtered).reshape(-1))
+        weight = weight[:, None, None] * window
+        num.view(-1).index_add_(0, voxels, (filtered * weight).reshape(-1))
+        den.view(-1).index_add_(0, voxels, weight.expand_as(filtered).reshape(-1))
     return num, den
 
 
