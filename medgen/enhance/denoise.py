@@ -53,6 +53,7 @@ ADAPT_LR, SCRATCH_LR = 1e-4, 2e-3
 DEFAULT_STEPS = {"adapt": 100, "self-supervised": 400}
 # two passes: +0.3-0.6 dB over one at ~5 s each for 96³ on 2 cores; a third adds < 0.1 dB
 DEFAULT_REFINE = 2
+WHOLE_AXIS = 128  # one window along axes up to this length: a 128³ window needs ~1 GiB on CPU
 
 
 @dataclass(frozen=True)
@@ -86,7 +87,7 @@ def denoise_array(
     flips: int = 1,
     refine: int = DEFAULT_REFINE,
     device: str = "cpu",
-    roi: tuple[int, int, int] = DEFAULT_ROI,
+    roi: tuple[int, int, int] | None = None,
     callback: Callable[[int, float], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[np.ndarray, dict]:
@@ -101,6 +102,8 @@ def denoise_array(
         refine: collaborative Wiener passes after the network (0: the network's output as it is).
         callback: ``callback(step, loss)`` during self-supervised training.
         progress: ``progress(stage, done, total)`` for the network's windows and each Wiener pass's slabs.
+        roi: the network's window (voxels); None: a whole axis up to :data:`WHOLE_AXIS` voxels, else
+            :data:`~medgen.enhance.inference.DEFAULT_ROI` (overlapping windows cost more than one big one).
 
     Returns:
         ``(denoised (X, Y, Z) float32, info)`` with ``info`` = method, sigma (input units), noise,
@@ -141,6 +144,8 @@ def denoise_array(
     net.to(device).eval()
     predict = flip_ensemble(lambda w: net(w, sigma_n), flips)
     stage = (lambda name: None) if progress is None else (lambda name: partial(progress, name))
+    if roi is None:
+        roi = tuple(n if n <= WHOLE_AXIS else r for n, r in zip(x.shape, DEFAULT_ROI))
     out = sliding_window(predict, volume, roi=roi, device=device, progress=stage("network"))[0, 0].numpy()
     out = norm.inverse(out)
     if noise == "rician" and method == "self-supervised":

@@ -109,3 +109,19 @@ def test_unknown_model_and_method_name_the_key(noisy_crop):
         denoise(noisy, model="no-such-model")
     with pytest.raises(ConfigError, match="'method'"):
         denoise(noisy, method="magic")
+
+
+def test_network_runs_whole_axes_up_to_128_voxels_and_windows_longer_ones(mni_t1_path):
+    import nibabel as nib
+
+    from medgen.enhance.denoise import denoise_array
+    from medgen.enhance.noise import add_rician
+
+    clean = np.asarray(nib.load(str(mni_t1_path)).dataobj, dtype=np.float32)[70:110, 90:130, 20:160]
+    noisy = add_rician(clean, 0.05 * float(clean.max()), np.random.default_rng(0))
+    seen: dict[str, tuple[int, int]] = {}
+    out, _ = denoise_array(noisy, refine=0, progress=lambda s, d, t: seen.update({s: (d, t)}))
+    # 40 x 40 x 140 voxels: one window across the two short axes, two overlapping 96-voxel ones along z
+    assert seen["network"] == (2, 2)
+    mask = foreground_mask(clean)
+    assert out.shape == clean.shape and psnr(out, clean, mask) > psnr(noisy, clean, mask) + 3.0
