@@ -56,11 +56,11 @@ def sdedit(model: Any, x0: torch.Tensor, strength: float, steps: int, generator:
         if not times:
             return net.from_residual(x0)
         x = sched.add_noise(x0, noise, times[0].reshape(1))
-        return net.from_residual(integrate(net, sched, times, x, rflow=True))
+        return net.from_residual(integrate(lambda v, t: net(v, t, None), sched, times, x, rflow=True))
     sched = epsilon_scheduler(d, "ddim")
     sched.set_timesteps(steps, device=device)
     times = [int(t) for t in sched.timesteps if int(t) <= t_start]
     if not times:
         return net.from_residual(x0)
     x = sched.add_noise(x0, noise, torch.tensor([times[0]], device=device))
-    return net.from_residual(integrate(net, sched, times, x, rflow=False))
+    return net.from_residual(integrate(lambda v, t: net(v, t, None), sched, times, x, rflow=False))

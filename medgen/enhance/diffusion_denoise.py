@@ -79,7 +79,7 @@ def posterior_samples(model: Any, y: torch.Tensor, sigma: float, *, samples: int
     # all draws in one batch: fresh eps per draw is the posterior's spread
     eps = torch.randn((samples, *y.shape[1:]), generator=generator).to(device)
     x = a * y + float(np.sqrt(max(b * b - (a * sigma) ** 2, 0.0))) * eps
-    x = integrate(net, sched, times, x, rflow=model.config.diffusion.objective == "rflow")
+    x = integrate(lambda v, t: net(v, t, None), sched, times, x, rflow=model.config.diffusion.objective == "rflow")
     return x[:, None]
 
 

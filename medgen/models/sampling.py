@@ -98,47 +98,43 @@ def sample(
         x = torch.cat([torch.randn((1, *shape[1:]), generator=g) for g in rows]).to(device)
     else:
         x = torch.randn(tuple(shape), generator=generator).to(device)
-    batch = x.shape[0]
     if sampler == "rflow":
         sched = RFlowScheduler(num_train_timesteps=cfg.num_train_timesteps, use_discrete_timesteps=False)
         sched.set_timesteps(steps, device=device)
-        timesteps = list(sched.timesteps)
-        for i, t in enumerate(timesteps):
-            nxt = timesteps[i + 1] if i + 1 < len(timesteps) else 0
-            v = denoise(x, torch.full((batch,), float(t), device=device))
-            x, _ = sched.step(v, t, x, nxt)
-            if progress:
-                progress(i + 1, len(timesteps))
-        return x
+        return integrate(denoise, sched, list(sched.timesteps), x, rflow=True, progress=progress)
     sched = epsilon_scheduler(cfg, sampler)
     sched.set_timesteps(cfg.num_train_timesteps if sampler == "ddpm" else steps, device=device)
     timesteps = list(sched.timesteps)
-    for i, t in enumerate(timesteps):
+    if sampler == "ddim":
+        return integrate(denoise, sched, timesteps, x, rflow=False, progress=progress)
+    batch = x.shape[0]
+    for i, t in enumerate(timesteps):  # DDPM: stochastic steps, one generator per row when given
         eps = denoise(x, torch.full((batch,), int(t), device=device, dtype=torch.long))
-        if sampler == "ddpm" and rows is not None:
+        if rows is not None:
             x = torch.cat([sched.step(eps[i : i + 1], int(t), x[i : i + 1], generator=g)[0]
                            for i, g in enumerate(rows)])
-        elif sampler == "ddpm":
-            x, _ = sched.step(eps, int(t), x, generator=generator)
         else:
-            x, _ = sched.step(eps, int(t), x)
+            x, _ = sched.step(eps, int(t), x, generator=generator)
         if progress:
             progress(i + 1, len(timesteps))
     return x
 
 
 @torch.no_grad()
-def integrate(net: Callable, sched, timesteps: Sequence, x: torch.Tensor, rflow: bool) -> torch.Tensor:
+def integrate(denoise: Callable, sched, timesteps: Sequence, x: torch.Tensor, rflow: bool,
+              progress: Callable[[int, int], None] | None = None) -> torch.Tensor:
     """Run a deterministic sampler (RFlow Euler or DDIM ``sched``, timesteps already set) from the
-    state ``x`` ``(B, C, *size)`` at ``timesteps[0]`` down to 0; ``net(x, t, None)`` → velocity/epsilon."""
+    state ``x`` ``(B, C, *size)`` at ``timesteps[0]`` down to 0; ``denoise(x, t)`` → velocity/epsilon."""
     batch, device = x.shape[0], x.device
     for i, t in enumerate(timesteps):
         if rflow:
             nxt = timesteps[i + 1] if i + 1 < len(timesteps) else 0
-            x, _ = sched.step(net(x, torch.full((batch,), float(t), device=device), None), t, x, nxt)
+            x, _ = sched.step(denoise(x, torch.full((batch,), float(t), device=device)), t, x, nxt)
         else:
-            eps = net(x, torch.full((batch,), int(t), device=device, dtype=torch.long), None)
+            eps = denoise(x, torch.full((batch,), int(t), device=device, dtype=torch.long))
             x, _ = sched.step(eps, int(t), x)
+        if progress:
+            progress(i + 1, len(timesteps))
     return x
 
 
