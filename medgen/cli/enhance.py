@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from medgen.cli import app
+from medgen.enhance.denoise import DEFAULT_REFINE
 from medgen.enhance.denoise import denoise as denoise_scan
 from medgen.enhance.diffusion_denoise import diffusion_denoise
 from medgen.enhance.superres import superres as superres_scan
@@ -110,7 +111,8 @@ def denoise(
     steps: int = typer.Option(None, help="Self-supervised steps (default 100 for adapt, 400 self-supervised)."),
     seed: int = typer.Option(0, help="Seed of every random choice."),
     flips: int = typer.Option(1, help="Mirrored network passes averaged, 1-8 (after --refine they add < 0.1 dB)."),
-    refine: int = typer.Option(2, help="Collaborative Wiener passes after the network (BM4D's second stage); 0: off."),
+    refine: int = typer.Option(DEFAULT_REFINE, help="Collaborative Wiener passes after the network (BM4D's "
+                               "second stage); 0: off."),
     samples: int = typer.Option(8, help="Posterior samples of --method diffusion."),
     uncertainty: Path = typer.Option(None, help="With --method diffusion: write the per-voxel posterior std here."),
     device: str = typer.Option("cpu", help="cpu or cuda."),

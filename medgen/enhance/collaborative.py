@@ -29,7 +29,6 @@ bounded by working through slabs.
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Callable
 
 import numpy as np
@@ -80,6 +79,36 @@ def _positions(n: int, patch: int, step: int) -> torch.Tensor:
     return torch.tensor(pos)
 
 
+def _match(
+    features: torch.Tensor, grid: list[torch.Tensor], rows: torch.Tensor, search: int, group: int
+) -> torch.Tensor:
+    """Offsets ``(n, group, 3)`` of the ``group`` most similar blocks of each reference block.
+
+    ``features`` ``(F, V0, V1, V2)`` describe the block at every corner; the references are the corners
+    ``rows x grid[1] x grid[2]``. Every offset within ``±search`` is compared as a shifted view of the
+    feature grid (padded with a far-away value, so blocks outside the slab are never preferred), which
+    avoids gathering candidates one by one. The reference itself always comes first.
+    """
+    big = torch.finfo(features.dtype).max ** 0.25  # a squared distance to it still fits in float32
+    padded = torch.nn.functional.pad(features, (search,) * 6, value=big)
+    width = 2 * search + 1
+    shift = torch.arange(width, device=features.device)
+    ref = features.index_select(1, rows).index_select(2, grid[1]).index_select(3, grid[2])  # (F, a, b, c)
+    a, b, c = ref.shape[1:]
+    cols1 = (grid[1][None] + shift[:, None]).reshape(-1)  # (width * b,) padded indices of every y shift
+    cols2 = (grid[2][None] + shift[:, None]).reshape(-1)
+    dist = torch.empty(width, a, width, b, width, c, device=features.device)
+    for i in range(width):  # x shift; y and z shifts at once
+        cand = padded.index_select(1, rows + i).index_select(2, cols1).index_select(3, cols2)
+        cand = cand.reshape(len(features), a, width, b, width, c)
+        dist[i] = ((cand - ref[:, :, None, :, None]) ** 2).sum(0)
+    dist = dist.permute(1, 3, 5, 0, 2, 4).reshape(a * b * c, width**3)
+    dist[:, width**3 // 2] = -1.0
+    best = torch.topk(dist, group, dim=1, largest=False).indices  # (n, group) into the offset cube
+    offsets = torch.stack(torch.meshgrid(*[shift - search] * 3, indexing="ij"), -1).reshape(-1, 3)
+    return offsets[best]
+
+
 def _wiener_block(
     y: torch.Tensor, p: torch.Tensor, sigma: float, patch: int, step: int, search: int, group: int, chunk: int
 ) -> tuple[torch.Tensor, torch.Tensor]:
@@ -91,13 +120,9 @@ def _wiener_block(
     corner = torch.stack(torch.meshgrid(*[torch.arange(patch)] * 3, indexing="ij"), -1).reshape(-1, 3).to(dev)
     # matching on the pilot's low frequencies ranks blocks like whole-block distances, at a fraction of the cost
     basis = t_block[corner.sum(-1) <= MATCH_ORDER].reshape(-1, 1, patch, patch, patch)
-    features = torch.nn.functional.conv3d(p[None, None], basis)[0].reshape(len(basis), -1).T  # (blocks, F)
-    refs = torch.stack(
-        torch.meshgrid(*[_positions(n, patch, step) for n in shape], indexing="ij"), -1
-    ).reshape(-1, 3).to(dev)
-    offsets = torch.tensor(list(itertools.product(range(-search, search + 1), repeat=3)), device=dev)
+    features = torch.nn.functional.conv3d(p[None, None], basis)[0]  # (F, V0, V1, V2)
+    grid = [_positions(n, patch, step).to(dev) for n in shape]
     limit = torch.tensor(valid, device=dev) - 1
-    block_strides = torch.tensor([valid[1] * valid[2], valid[2], 1], device=dev)
     voxel_strides = torch.tensor([shape[1] * shape[2], shape[2], 1], device=dev)
     within = (corner * voxel_strides).sum(-1)  # (patch³,) voxel offsets of a block from its corner
     flat_y, flat_p = y.reshape(-1), p.reshape(-1)
@@ -106,17 +131,12 @@ def _wiener_block(
     window = torch.einsum("i,j,k->ijk", k1, k1, k1).reshape(-1).to(dev)
     num = torch.zeros(shape, device=dev)
     den = torch.zeros(shape, device=dev)
-    for start in range(0, len(refs), chunk):
-        ref = refs[start : start + chunk]
-        wanted = ref[:, None, :] + offsets[None]  # (n, O, 3)
-        cand = torch.minimum(torch.clamp(wanted, min=0), limit)
-        cand_idx = (cand * block_strides).sum(-1)
-        ref_idx = (ref * block_strides).sum(-1)
-        dist = ((features[cand_idx] - features[ref_idx][:, None]) ** 2).sum(-1)  # (n, O)
-        dist[(cand != wanted).any(-1)] = torch.inf  # outside the slab: not a candidate
-        dist[:, len(offsets) // 2] = -1.0  # the reference itself comes first
-        best = torch.topk(dist, group, dim=1, largest=False).indices
-        pos = torch.gather(cand, 1, best[..., None].expand(-1, -1, 3))  # (n, group, 3) block corners
+    per_row = len(grid[1]) * len(grid[2])
+    rows_at_once = max(1, chunk // per_row)
+    for start in range(0, len(grid[0]), rows_at_once):
+        rows = grid[0][start : start + rows_at_once]
+        ref = torch.stack(torch.meshgrid(rows, grid[1], grid[2], indexing="ij"), -1).reshape(-1, 3)
+        pos = torch.minimum(ref[:, None] + _match(features, grid, rows, search, group), limit).clamp_min(0)
         voxels = ((pos * voxel_strides).sum(-1)[..., None] + within).reshape(-1)  # (n * group * patch³,)
         gy = t_group @ (flat_y[voxels].reshape(len(ref), group, -1) @ t_block.T)  # coefficients
         gp = t_group @ (flat_p[voxels].reshape(len(ref), group, -1) @ t_block.T)
@@ -140,7 +160,7 @@ def collaborative_wiener(
     search: int = 4,
     group: int = 16,
     slab: int = 64,
-    chunk: int = 2048,
+    chunk: int = 1024,
     device: str | torch.device = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> np.ndarray:
@@ -154,7 +174,7 @@ def collaborative_wiener(
         patch, step, search, group: block size, reference grid step, search radius (voxels) and
             blocks per group.
         slab: slab thickness along the first axis (memory bound; slabs overlap by the search reach).
-        chunk: reference blocks matched at once.
+        chunk: about this many reference blocks (whole rows of the reference grid) matched at once.
         device: where the slabs are filtered (``"cuda"`` when present); the result is gathered on CPU.
         progress: ``progress(slabs_done, slabs_total)`` after each slab.
 

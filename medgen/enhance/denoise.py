@@ -9,8 +9,8 @@ Methods (``method=``):
 - ``"self-supervised"``: a fresh network trained on the scan only; needs no weights at all.
 - ``"diffusion"``: posterior sampling with a model-zoo diffusion model given as ``model``
   (:mod:`medgen.enhance.diffusion_denoise`, which also returns a per-voxel uncertainty map).
-- ``"auto"``: ``"pretrained"`` with two collaborative Wiener passes -- the best result within about a
-  minute on a 2-core CPU for a 96³ volume in our benchmark (``benchmarks/enhance.py``; about 15 s).
+- ``"auto"``: ``"pretrained"`` with three collaborative Wiener passes -- the best result within about a
+  minute on a 2-core CPU for a 96³ volume in our benchmark (``benchmarks/enhance.py``; about 7 s).
 
 After the network, ``refine`` passes of collaborative Wiener filtering
 (:mod:`medgen.enhance.collaborative`, BM4D's second stage) filter the *noisy* scan again with the
@@ -51,8 +51,8 @@ NOISES = ("auto", *noise_models.NOISE_MODELS)
 ADAPT_LR, SCRATCH_LR = 1e-4, 2e-3
 # from scratch, Neighbor2Neighbor plateaus for ~150 steps before the PSNR rises (+5 dB at 300 on 64³)
 DEFAULT_STEPS = {"adapt": 100, "self-supervised": 400}
-# two passes: +0.3-0.6 dB over one at ~5 s each for 96³ on 2 cores; a third adds < 0.1 dB
-DEFAULT_REFINE = 2
+# over one pass, a second adds 0.3-0.6 dB and a third 0.07-0.13 dB (~1.7 s each for 96³ on 2 cores)
+DEFAULT_REFINE = 3
 WHOLE_AXIS = 128  # one window along axes up to this length: a 128³ window needs ~1 GiB on CPU
 
 

@@ -39,3 +39,31 @@ def test_refinement_of_a_blurred_pilot_on_a_ct_phantom():
     np.testing.assert_array_equal(collaborative_wiener(noisy, pilot, 0.0), pilot)
     np.testing.assert_array_equal(collaborative_wiener(noisy[:, :, :2], pilot[:, :, :2], sigma), pilot[:, :, :2])
     np.testing.assert_array_equal(noisy, before)  # the input is not modified
+
+
+def test_block_matching_finds_the_nearest_blocks_of_a_real_scan(mni_crop):
+    # shifted feature grids must rank candidates exactly like distances computed one by one
+    import itertools
+
+    import torch
+
+    from medgen.enhance.collaborative import _match
+
+    features = torch.as_tensor(mni_crop[:, :, :, :12].numpy()).float()  # (1, 32, 32, 12) MNI intensities
+    features = torch.cat([features, features.roll(1, 1)])  # two feature channels
+    grid = [torch.tensor([0, 5, 9]), torch.tensor([2, 7]), torch.tensor([0, 4, 8, 11])]
+    search, group = 2, 6
+    offsets = _match(features, grid, grid[0], search, group)  # (n, group, 3)
+    shape = torch.tensor(features.shape[1:])
+    refs = list(itertools.product(*[g.tolist() for g in grid]))
+    assert offsets.shape == (len(refs), group, 3)
+    for ref, found in zip(refs, offsets):
+        assert found[0].tolist() == [0, 0, 0]  # the reference block leads its group
+        dists = {}
+        for off in itertools.product(range(-search, search + 1), repeat=3):
+            cand = torch.tensor(ref) + torch.tensor(off)
+            if (cand >= 0).all() and (cand < shape).all():
+                dists[off] = float(((features[(slice(None), *cand)] - features[(slice(None), *ref)]) ** 2).sum())
+        want = sorted(dists.values())[: group]
+        got = [dists[tuple(o.tolist())] for o in found]  # every chosen block lies inside the volume
+        np.testing.assert_allclose(sorted(got), want, rtol=1e-5, atol=1e-3)

@@ -27,7 +27,7 @@ def test_pretrained_denoiser_raises_psnr_and_keeps_geometry(mni_crop, noisy_crop
     assert torch.equal(out.affine, noisy.affine)
     rec = out.meta["provenance"][-1]
     assert rec["operation"] == "denoise" and rec["method"] == "pretrained" and rec["model"] == "denoiser3d"
-    assert rec["flips"] == 1 and rec["refine"] == 2  # the default: one network pass, two Wiener passes
+    assert rec["flips"] == 1 and rec["refine"] == 3  # the default: one network pass, three Wiener passes
     assert out.meta["synthetic"] is False
 
 
@@ -38,7 +38,7 @@ def test_collaborative_refinement_beats_the_network_alone_and_is_recorded(mni_cr
     network, refined = denoise(noisy, refine=0), denoise(noisy, progress=lambda s, d, t: seen.update({s: (d, t)}))
     assert psnr(refined, mni_crop, mask) > psnr(network, mni_crop, mask) + 0.3
     # each stage reports its progress to the end (the CLI draws a bar per stage)
-    assert list(seen) == ["network", "Wiener pass 1/2", "Wiener pass 2/2"]
+    assert list(seen) == ["network", "Wiener pass 1/3", "Wiener pass 2/3", "Wiener pass 3/3"]
     assert all(done == total > 0 for done, total in seen.values())
     assert network.meta["provenance"][-1]["refine"] == 0
     ensembled = denoise(noisy, flips=2, refine=0)  # mirrored passes still work, and are recorded
