@@ -168,7 +168,7 @@ def superres(
 
     def work(scan: torch.Tensor, progress: Stages | None) -> torch.Tensor:
         out = superres_scan(scan, factor=factor, axis=axis_index, spacing=target, method=method, model=model,
-                            steps=steps, seed=seed, device=device)
+                            steps=steps, seed=seed, device=device, progress=progress)
         console.print(f"superres: {_describe(out)}")
         return out
 

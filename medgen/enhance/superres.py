@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
+from functools import partial
 
 import numpy as np
 import torch
@@ -147,10 +148,14 @@ def fit_smore(
 
 
 def apply_smore(net: SliceSR2d, upsampled: np.ndarray, factor: int, device: str = "cpu",
-                batch: int = 8) -> np.ndarray:
-    """Restore the last axis of ``upsampled`` ``(P, Q, M)`` with ``net`` in both planes containing it."""
+                batch: int = 8, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+    """Restore the last axis of ``upsampled`` ``(P, Q, M)`` with ``net`` in both planes containing it.
+
+    ``progress(slices_done, slices_total)`` is called after each batch of slices.
+    """
     out = np.zeros_like(upsampled, dtype=np.float32)
     net = net.to(device).eval()
+    total, done = upsampled.shape[0] + upsampled.shape[1], 0
     with torch.inference_mode():
         for plane_axis in (0, 1):
             slices = np.moveaxis(upsampled, plane_axis, 0)  # (S, other, M)
@@ -159,6 +164,9 @@ def apply_smore(net: SliceSR2d, upsampled: np.ndarray, factor: int, device: str 
                 chunk = torch.from_numpy(np.ascontiguousarray(slices[s : s + batch].transpose(0, 2, 1)))
                 pred = net(chunk[:, None].to(device), factor)[:, 0].cpu().numpy()
                 restored[s : s + batch] = pred.transpose(0, 2, 1)
+                done += len(pred)
+                if progress is not None:
+                    progress(done, total)
             out += np.moveaxis(restored, 0, plane_axis)
     return out / 2.0
 
@@ -187,8 +195,12 @@ def superres_array(
     seed: int = 0,
     device: str = "cpu",
     callback: Callable[[int, float], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Upsample ``x`` ``(X, Y, Z)`` by an integer ``factor`` along ``axis``; float32, the input's units.
+
+    ``callback(step, loss)`` follows the training on the scan; ``progress(stage, done, total)`` reports
+    its steps (``"training on the scan"``) and the restored slices (``"slices"``).
 
     Returns:
         ``(array, info)`` with ``info`` = method, model, steps (the optimiser steps on the scan).
@@ -205,9 +217,17 @@ def superres_array(
     vn = (v - low) / scale
     if steps:
         lr = SCRATCH_LR if net is None else ADAPT_LR
-        net = fit_smore(vn, factor, net=net, steps=steps, lr=lr, seed=seed, device=device, callback=callback)
+
+        def each_step(step: int, loss: float) -> None:
+            if callback is not None:
+                callback(step, loss)
+            if progress is not None:
+                progress("training on the scan", step + 1, steps)
+
+        net = fit_smore(vn, factor, net=net, steps=steps, lr=lr, seed=seed, device=device, callback=each_step)
     up = resample(vn, (vn.shape[0], vn.shape[1], vn.shape[2] * factor), 3)
-    out = apply_smore(net, up, factor, device=device) * scale + low
+    slices = None if progress is None else partial(progress, "slices")
+    out = apply_smore(net, up, factor, device=device, progress=slices) * scale + low
     return np.moveaxis(out, 2, axis).astype(np.float32), {"method": method, "model": name, "steps": steps}
 
 
@@ -261,6 +281,7 @@ def superres(
     seed: int = 0,
     device: str = "cpu",
     callback: Callable[[int, float], None] | None = None,
+    progress: Callable[[str, int, int], None] | None = None,
 ) -> torch.Tensor:
     """Super-resolve a scan ``(C, X, Y, Z)`` through-plane (``factor`` along ``axis``) or to ``spacing``.
 
@@ -275,6 +296,7 @@ def superres(
         model: a model folder or ``.safetensors`` file instead of the shipped network.
         steps, seed: optimiser steps on the scan (None: :data:`DEFAULT_STEPS`) and the seed of every
             random choice.
+        callback, progress: see :func:`superres_array`.
 
     Returns:
         MetaTensor ``(C, X', Y', Z')`` float32 in the input's units, with the affine of the finer grid
@@ -289,7 +311,7 @@ def superres(
     channels, info = [], {}
     for c in range(array.shape[0]):
         out, info = superres_array(array[c], f, axis, method=method, model=model, steps=steps, seed=seed,
-                                   device=device, callback=callback)
+                                   device=device, callback=callback, progress=progress)
         if list(out.shape) != final:
             out = resample(out, final, 3)
         channels.append(out)

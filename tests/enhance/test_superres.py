@@ -87,8 +87,12 @@ def test_pretrained_networks_beat_cubic_on_real_mr_and_a_held_out_ct_phantom(mni
         assert info["model"] == "superres2d" and info["steps"] == 0
         assert psnr(pretrained, clean, mask) > cubic + 1.0
         assert psnr(superres_array(thick, factor, 2, method="gan")[0], clean, mask) > cubic
-    adapted, info = superres_array(thick, factor, 2, method="adapt", steps=5)
+    seen: dict[str, tuple[int, int]] = {}
+    adapted, info = superres_array(thick, factor, 2, method="adapt", steps=5,
+                                   progress=lambda stage, done, total: seen.update({stage: (done, total)}))
     assert info["steps"] == 5 and psnr(adapted, clean, mask) > cubic + 1.0
+    # each stage reports to its end (the CLI draws a bar per stage): the steps, then every slice of both planes
+    assert seen == {"training on the scan": (5, 5), "slices": (sum(clean.shape[:2]),) * 2}
 
 
 def test_auto_picks_the_pretrained_network_where_it_knows_the_factor(mni_block):
