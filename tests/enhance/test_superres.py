@@ -95,7 +95,7 @@ def test_pretrained_networks_beat_cubic_on_real_mr_and_a_held_out_ct_phantom(mni
     assert seen == {"training on the scan": (5, 5), "slices": (sum(clean.shape[:2]),) * 2}
 
 
-def test_auto_picks_the_pretrained_network_where_it_knows_the_factor(mni_block):
+def test_auto_picks_the_pretrained_network_where_it_knows_the_factor(mni_block, monkeypatch):
     from medgen.enhance.pretrained import load_superres
     from medgen.enhance.superres import auto_method
 
@@ -104,5 +104,9 @@ def test_auto_picks_the_pretrained_network_where_it_knows_the_factor(mni_block):
     assert auto_method(4) == "pretrained" and auto_method(9) == "smore" and auto_method(1) == "cubic"
     with pytest.raises(ConfigError, match="factor"):
         superres(mni_block, factor=9, axis=2, method="pretrained")
+    # auto falls back to SMORE for a factor the network does not know, with its short step budget
+    monkeypatch.setattr("medgen.enhance.superres.AUTO_SMORE_STEPS", 2)
+    rec = superres(mni_block, factor=9, axis=2).meta["provenance"][-1]
+    assert (rec["method"], rec["steps"], rec["factor"]) == ("smore", 2, 9)
     out = superres(mni_block, factor=2, axis=2, method="gan")
     assert out.meta["provenance"][-1]["model"] == "superres2d-gan"
