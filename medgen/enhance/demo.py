@@ -1,0 +1,71 @@
+"""The enhancement part of ``medgen demo``: denoise and super-resolve a real MNI152 crop.
+
+A central crop of the built-in MNI152 T1 (1 mm) gets Rician noise of 5 % of its maximum and,
+separately, box-averaged 4 mm thick slices; the default denoiser and the default super-resolution
+restore them. Every scan is written as NIfTI with its geometry, plus a montage, and the labels carry
+the PSNR against the clean crop (in its foreground), so the gain is shown, not claimed. About half a
+minute on a 2-core CPU.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from medgen.enhance.denoise import denoise
+from medgen.enhance.noise import add_rician
+from medgen.enhance.superres import resampled_affine, superres, thick_slices
+from medgen.evaluate.fidelity import foreground_mask, psnr
+from medgen.io import load_scan, make_scan, mark, save_scan
+from medgen.io.atomic import safe_join
+from medgen.viz import save_montage
+
+NOISE = 0.05  # Rician std, fraction of the crop's maximum
+FACTOR = 4  # thick slices of FACTOR voxels along the last axis
+
+
+def demo_enhance(out: Path, *, size: int = 96, seed: int = 0, overwrite: bool = False) -> dict[str, Path]:
+    """Write ``enhance/`` under ``out``: clean, noisy, denoised, thick and super-resolved crops
+    (``size``³ voxels) and ``enhancement.png``.
+
+    Returns:
+        ``{label: path}``; the labels of the noisy, denoised, cubic and super-resolved scans give their
+        PSNR (dB) against the clean crop.
+    """
+    from medgen.data.mni152 import mni152_files
+
+    t1 = load_scan(mni152_files()["t1"])
+    start = (np.array(t1.shape[1:]) - size) // 2
+    clean = t1[0].numpy()[tuple(slice(s, s + size) for s in start)].astype(np.float32)
+    affine = t1.affine.numpy().copy()
+    affine[:3, 3] = affine[:3, :3] @ start + affine[:3, 3]
+    mask = foreground_mask(clean)
+    sigma = NOISE * float(clean.max())
+    noisy = add_rician(clean, sigma, np.random.default_rng(seed))
+    thick = thick_slices(clean, FACTOR, 2)
+    thick_affine = resampled_affine(affine, clean.shape, thick.shape)
+    noisy_scan = mark(make_scan(noisy[None], affine, modality="MR"), "demo-add-noise", synthetic=False,
+                      seed=seed, noise="rician", sigma=sigma)
+    thick_scan = mark(make_scan(thick[None], thick_affine, modality="MR"), "demo-thick-slices",
+                      synthetic=False, factor=FACTOR, axis=2)
+    scans = {
+        "clean crop": mark(make_scan(clean[None], affine, modality="MR"), "demo-crop", synthetic=False),
+        "noisy": noisy_scan,
+        "denoised": denoise(noisy_scan),
+        "thick slices": thick_scan,
+        "cubic": superres(thick_scan, factor=FACTOR, axis=2, method="cubic"),
+        "super-resolved": superres(thick_scan, factor=FACTOR, axis=2),
+    }
+    files = {"clean crop": "mni96_clean", "noisy": "mni96_noisy", "thick slices": "mni96_thick",
+             "denoised": "mni96_denoised", "cubic": "mni96_cubic", "super-resolved": "mni96_superres"}
+    written, titles = {}, []
+    for label, scan in scans.items():
+        if label not in ("clean crop", "thick slices"):
+            label = f"{label} (PSNR {psnr(scan[0].numpy(), clean, mask):.1f} dB)"
+        titles.append(label)
+        written[label] = save_scan(scan, safe_join(out, f"enhance/{files[label.split(' (')[0]]}.nii.gz"),
+                                   overwrite=overwrite)
+    written["montage"] = save_montage(list(scans.values()), safe_join(out, "enhancement.png"), titles=titles,
+                                      overwrite=overwrite)
+    return written
