@@ -154,8 +154,8 @@ def superres(
         "adapt (pretrained + fine-tuning on the scan), gan (sharper), smore (self-supervised, any factor), "
         "cubic, linear, nearest."),
     model: str = typer.Option(None, help="Model folder or .safetensors file instead of the shipped network."),
-    steps: int = typer.Option(None, help="Optimiser steps on the scan (default: adapt 60, smore 3000 "
-                              "(~7 min on 2 cores), 300 when auto picks smore)."),
+    steps: int = typer.Option(None, help="Optimiser steps on the scan (default: adapt 60, smore 4000 "
+                              "(5-10 min on 2 cores), 300 when auto picks smore)."),
     seed: int = typer.Option(0, help="Seed of every random choice."),
     device: str = typer.Option("cpu", help="cpu or cuda."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing outputs."),

@@ -41,9 +41,10 @@ from medgen.io.provenance import mark
 
 METHODS = ("auto", "pretrained", "adapt", "gan", "smore", "cubic", "linear", "nearest")
 # optimiser steps on the scan itself: a fresh network (smore) needs many, a pretrained one a few. SMORE on a
-# 96³ MNI crop at x4 beats cubic by 0.45 dB after 300 steps, 0.9 after 1000, 2 after 2500-3000 (~0.14 s
-# a step on 2 CPU threads, whatever the scan's size); "auto" falling back to it keeps to about a minute.
-DEFAULT_STEPS = {"pretrained": 0, "gan": 0, "adapt": 60, "smore": 3000}
+# 96³ MNI crop at x4 beats cubic by 0.45 dB after 300 steps, 0.9 after 1000, 2.1 after 3000 and 2.3 after
+# 4000 (bf16: ~0.07 s a step on 2 CPU threads with AMX, 0.14 s in float32, whatever the scan's size);
+# "auto" falling back to it keeps to about a minute.
+DEFAULT_STEPS = {"pretrained": 0, "gan": 0, "adapt": 60, "smore": 4000}
 AUTO_SMORE_STEPS = 300
 SCRATCH_LR, ADAPT_LR = 1e-3, 1e-4
 _ORDERS = {"nearest": 0, "linear": 1, "cubic": 3}
@@ -106,6 +107,18 @@ def training_pairs(volume: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndar
     return np.concatenate([cut(a) for a in inputs]), np.concatenate([cut(a) for a in targets])
 
 
+def bf16_native(device: str) -> bool:
+    """Whether ``device`` runs bfloat16 convolutions natively: a CUDA GPU with bf16, or a CPU with
+    AVX512-BF16/AMX (oneDNN); elsewhere bf16 is emulated and slower than float32."""
+    kind = torch.device(device).type
+    if kind == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    try:
+        return kind == "cpu" and bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):
+        return False
+
+
 def fit_smore(
     volume: np.ndarray,
     factor: int,
@@ -117,15 +130,19 @@ def fit_smore(
     lr: float = 1e-3,
     seed: int = 0,
     device: str = "cpu",
+    bf16: bool | None = None,
     callback: Callable[[int, float], None] | None = None,
 ) -> SliceSR2d:
     """Train ``net`` (default: a fresh :class:`SliceSR2d`) on in-plane pairs of ``volume`` ``(P, Q, N)``.
 
     ``volume`` is normalised, its thick axis last. Given a pretrained ``net``, this adapts it to the
-    scan (use a small ``lr``).
+    scan (use a small ``lr``). ``bf16`` (None: :func:`bf16_native`) runs the forward pass under
+    bfloat16 autocast: 2.2x faster steps on a CPU with AMX, -0.1 dB after 3000 SMORE steps on the MNI
+    crop at x4; the weights and the inference stay float32.
     """
     torch.manual_seed(seed)
     rng = np.random.default_rng(seed)
+    bf16 = bf16_native(device) if bf16 is None else bf16
     degraded, sharp = training_pairs(volume, factor)
     net = (SliceSR2d() if net is None else net).to(device).train()
     opt = torch.optim.Adam(net.parameters(), lr=lr)
@@ -140,7 +157,8 @@ def fit_smore(
         flip = rng.random(batch) < 0.5  # mirror along the sharp axis: anatomy has no handedness here
         xin[flip], tgt[flip] = xin[flip, :, ::-1], tgt[flip, :, ::-1]
         xt, tt = (torch.from_numpy(np.ascontiguousarray(a))[:, None].to(device) for a in (xin, tgt))
-        loss = torch.mean(torch.abs(net(xt, factor) - tt))
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
+            loss = torch.mean(torch.abs(net(xt, factor) - tt))
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -206,18 +224,21 @@ def superres_array(
     its steps (``"training on the scan"``) and the restored slices (``"slices"``).
 
     Returns:
-        ``(array, info)`` with ``info`` = method, model, steps (the optimiser steps on the scan).
+        ``(array, info)`` with ``info`` = method, model, steps (the optimiser steps on the scan) and
+        training_precision (``"bf16"`` where :func:`bf16_native`, else ``"fp32"``; None without training).
     """
     if method in _ORDERS:
         shape = list(x.shape)
         shape[axis] *= factor
-        return resample(x, shape, _ORDERS[method]), {"method": method, "model": None, "steps": 0}
+        return resample(x, shape, _ORDERS[method]), {"method": method, "model": None, "steps": 0,
+                                                        "training_precision": None}
     steps = DEFAULT_STEPS[method] if steps is None else steps
     net, name, steps = network_for(method, factor, model, steps)
     v = np.moveaxis(np.asarray(x, np.float32), axis, 2)
     low, high = np.percentile(v, [0.5, 99.5])
     scale = float(max(high - low, 1e-6))
     vn = (v - low) / scale
+    bf16 = bool(steps) and bf16_native(device)
     if steps:
         lr = SCRATCH_LR if net is None else ADAPT_LR
 
@@ -227,11 +248,14 @@ def superres_array(
             if progress is not None:
                 progress("training on the scan", step + 1, steps)
 
-        net = fit_smore(vn, factor, net=net, steps=steps, lr=lr, seed=seed, device=device, callback=each_step)
+        net = fit_smore(vn, factor, net=net, steps=steps, lr=lr, seed=seed, device=device, bf16=bf16,
+                        callback=each_step)
     up = resample(vn, (vn.shape[0], vn.shape[1], vn.shape[2] * factor), 3)
     slices = None if progress is None else partial(progress, "slices")
     out = apply_smore(net, up, factor, device=device, progress=slices) * scale + low
-    return np.moveaxis(out, 2, axis).astype(np.float32), {"method": method, "model": name, "steps": steps}
+    info = {"method": method, "model": name, "steps": steps,
+            "training_precision": ("bf16" if bf16 else "fp32") if steps else None}
+    return np.moveaxis(out, 2, axis).astype(np.float32), info
 
 
 def plan(affine: np.ndarray, shape: Sequence[int], *, factor: float | None, axis: int | None,
@@ -327,4 +351,4 @@ def superres(
     result.meta["affine"] = torch.as_tensor(new_affine, dtype=torch.float64)
     result.meta["spacing"] = spacing_from_affine(new_affine)
     return mark(result, "superres", synthetic=False, model=info["model"], seed=seed, method=method, factor=f,
-                axis=axis, steps=info["steps"], shape=final)
+                axis=axis, steps=info["steps"], training_precision=info["training_precision"], shape=final)
