@@ -49,23 +49,19 @@ def demo_enhance(out: Path, *, size: int = 96, seed: int = 0, overwrite: bool = 
                       seed=seed, noise="rician", sigma=sigma)
     thick_scan = mark(make_scan(thick[None], thick_affine, modality="MR"), "demo-thick-slices",
                       synthetic=False, factor=FACTOR, axis=2)
-    scans = {
-        "clean crop": mark(make_scan(clean[None], affine, modality="MR"), "demo-crop", synthetic=False),
-        "noisy": noisy_scan,
-        "denoised": denoise(noisy_scan),
-        "thick slices": thick_scan,
-        "cubic": superres(thick_scan, factor=FACTOR, axis=2, method="cubic"),
-        "super-resolved": superres(thick_scan, factor=FACTOR, axis=2),
+    scans = {  # file name: (title, scan)
+        "clean": ("clean crop", mark(make_scan(clean[None], affine, modality="MR"), "demo-crop", synthetic=False)),
+        "noisy": ("noisy", noisy_scan),
+        "denoised": ("denoised", denoise(noisy_scan)),
+        "thick": ("thick slices", thick_scan),
+        "cubic": ("cubic", superres(thick_scan, factor=FACTOR, axis=2, method="cubic")),
+        "superres": ("super-resolved", superres(thick_scan, factor=FACTOR, axis=2)),
     }
-    files = {"clean crop": "mni96_clean", "noisy": "mni96_noisy", "thick slices": "mni96_thick",
-             "denoised": "mni96_denoised", "cubic": "mni96_cubic", "super-resolved": "mni96_superres"}
-    written, titles = {}, []
-    for label, scan in scans.items():
-        if label not in ("clean crop", "thick slices"):
-            label = f"{label} (PSNR {psnr(scan[0].numpy(), clean, mask):.1f} dB)"
-        titles.append(label)
-        written[label] = save_scan(scan, safe_join(out, f"enhance/{files[label.split(' (')[0]]}.nii.gz"),
-                                   overwrite=overwrite)
-    written["montage"] = save_montage(list(scans.values()), safe_join(out, "enhancement.png"), titles=titles,
-                                      overwrite=overwrite)
+    written = {}
+    for name, (title, scan) in scans.items():
+        if scan.shape == (1, *clean.shape) and name != "clean":
+            title = f"{title} (PSNR {psnr(scan[0].numpy(), clean, mask):.1f} dB)"
+        written[title] = save_scan(scan, safe_join(out, f"enhance/mni{size}_{name}.nii.gz"), overwrite=overwrite)
+    written["montage"] = save_montage([scan for _, scan in scans.values()], safe_join(out, "enhancement.png"),
+                                      titles=list(written), overwrite=overwrite)
     return written
