@@ -4,8 +4,8 @@ Denoising (Rician noise at 3/5/9 % of the maximum for MR, Gaussian noise at the 
 HU range for the CT phantom): PSNR and SSIM inside the foreground mask, wall time and peak RSS added
 by each method, for
 
-- medgen's default (pretrained network, noise level estimated from the scan: blind, then two
-  collaborative Wiener passes), the network alone, ``adapt`` (pretrained + Neighbor2Neighbor on the
+- medgen's default (pretrained network, noise level estimated from the scan: blind, then
+  ``DEFAULT_REFINE`` collaborative Wiener passes), the network alone, ``adapt`` (pretrained + Neighbor2Neighbor on the
   scan) and ``self-supervised`` (no weights), the last two also refined;
 - BM4D (``bm4d`` package, given the *true* sigma; Rician bias corrected after), scikit-image
   non-local means (true sigma, ``h = 0.8 sigma``) and a Gaussian filter (the best of three widths,

@@ -5,7 +5,8 @@ errors: it smooths fine texture and leaves blotches in flat regions. This stage 
 *noisy* scan and filters it again, with the pilot only telling what to keep:
 
 1. **Block matching** on the pilot: for reference ``patch³`` blocks on a grid of ``step`` voxels, the
-   ``group`` most similar blocks within ``±search`` voxels (squared distance between pilot blocks).
+   ``group`` most similar blocks within ``±search`` voxels (squared distance between the pilot blocks'
+   lowest 3D DCT coefficients; every offset is compared as one shifted view of that feature grid).
 2. **Collaborative transform**: each group of noisy blocks ``(group, patch³)`` goes through an
    orthonormal 3D DCT within the blocks and a 1D DCT across the group.
 3. **Empirical Wiener shrinkage**: each coefficient is scaled by ``P² / (P² + sigma²)`` where ``P``
