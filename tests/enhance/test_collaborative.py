@@ -67,3 +67,42 @@ def test_block_matching_finds_the_nearest_blocks_of_a_real_scan(mni_crop):
         want = sorted(dists.values())[: group]
         got = [dists[tuple(o.tolist())] for o in found]  # every chosen block lies inside the volume
         np.testing.assert_allclose(sorted(got), want, rtol=1e-5, atol=1e-3)
+
+
+def test_tolerant_matching_removes_the_noise_a_network_pilot_shares_with_the_scan():
+    # a network's output keeps a trace of the scan's noise; ranking look-alike blocks by it strictly picks
+    # blocks with similar noise, which averaging then keeps (3 passes, as the default denoiser runs them)
+    from medgen.enhance.denoise import denoise_array
+
+    clean = ct_phantom(seed=7, shape=(48, 48, 48), spacing=(4.0, 4.0, 3.0), noise=0)["image"][0].numpy()
+    sigma = 80.0
+    noisy = add_gaussian(clean, sigma, np.random.default_rng(2))
+    mask = foreground_mask(clean)
+    pilot = denoise_array(noisy, noise="gaussian", sigma=sigma, refine=0)[0]
+    result = {}
+    for tolerance in (0.0, 1.0):
+        out = pilot
+        for _ in range(3):
+            out = collaborative_wiener(noisy, out, sigma, tolerance=tolerance)
+        result[tolerance] = psnr(out, clean, mask)
+    assert result[1.0] > result[0.0] + 0.5
+
+
+def test_ties_are_broken_towards_blocks_that_do_not_overlap(mni_crop):
+    import torch
+
+    from medgen.enhance.collaborative import _match
+
+    features = torch.as_tensor(mni_crop.numpy()).float()  # (1, 32, 32, 32) MNI intensities
+    grid = [torch.tensor([4, 14]), torch.tensor([4, 20]), torch.tensor([4, 27])]
+    search, group, patch = 4, 8, 4
+    strict = _match(features, grid, grid[0], search, group)
+    tied = _match(features, grid, grid[0], search, group, tolerance=1e12, patch=patch)  # every distance ties
+    assert (strict[:, 1:] % patch != 0).any()  # the strict ranking takes overlapping neighbours
+    for ref, found in zip(torch.cartesian_prod(*grid), tied):
+        assert found[0].tolist() == [0, 0, 0]
+        assert (found % patch == 0).all()  # then only blocks on the lattice that do not overlap
+        assert len({tuple(o.tolist()) for o in found}) == group
+        inside = ref + found
+        assert (inside >= 0).all() and (inside <= 31).all()  # never outside the volume
+        assert (found[1:].abs().sum(-1) >= patch * 2).all()  # the farthest lattice points first
