@@ -18,6 +18,7 @@ adapted to the scan, and GAN-refined network (the CT phantom, seed 2024, is held
     pip install bm4d               # benchmark-only extra (free for non-commercial use only)
     python benchmarks/enhance.py --cases mni96,ct --levels 3,5,9
     python benchmarks/enhance.py --cases mni --levels 5 --skip bm4d,nlm   # whole volume
+    python benchmarks/enhance.py --cases ct2.5,mni2 --levels 5,9 --strict   # held-out cases, previous matching
 
 Prints a Markdown table; ``--json FILE`` also writes the rows.
 """

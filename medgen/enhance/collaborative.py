@@ -11,7 +11,7 @@ errors: it smooths fine texture and leaves blotches in flat regions. This stage 
    reference. Below that level the ranking is decided by what is left of the noise in the pilot, which
    a network's output shares with the noisy scan: the closest matches would be the blocks whose noise
    looks like the reference's, and averaging them would keep that noise (on the CT phantom's flat
-   organs the strict ranking left 9.9 HU of error after three passes, the tolerance 4.8 HU).
+   organs the strict ranking left 9.9 HU of error after three passes, the tolerance 5.9 HU).
 2. **Collaborative transform**: each group of noisy blocks ``(group, patch³)`` goes through an
    orthonormal 3D DCT within the blocks and a 1D DCT across the group.
 3. **Empirical Wiener shrinkage**: each coefficient is scaled by ``P² / (P² + sigma²)`` where ``P``
@@ -42,9 +42,9 @@ import torch
 from scipy import special
 
 MATCH_ORDER = 2
-# ties below this many sigma² of feature distance: +0.5-2.6 dB on CT phantoms, +0.0-0.14 dB on the 1 mm MNI152,
-# -0.13 dB on the 2 mm MNI152 (finer anatomy per block), all at 5-9 % noise; 2 gains 0.2 dB more on CT and
-# loses 0.3 dB at 2 mm
+# ties below this many sigma² of feature distance (benchmarks/enhance.py --strict): +0.5-2.6 dB on CT phantoms,
+# +0.0-0.14 dB on the 1 mm MNI152, -0.1 dB on the 2 mm MNI152 (more anatomy per block), at 3-9 % noise;
+# 2 gains 0.2 dB more on CT and loses 0.3 dB at 2 mm
 MATCH_TOLERANCE = 1.0
 KAISER = 2.0  # beta of the aggregation window (BM3D's); +0.1-0.2 dB on MR, -0.1 dB on the CT phantom
 
