@@ -89,9 +89,15 @@ def _positions(n: int, patch: int, step: int) -> torch.Tensor:
     return torch.tensor(pos)
 
 
+def _pad(features: torch.Tensor, search: int) -> torch.Tensor:
+    """``features`` padded by ``search`` on every spatial side with a value far from any feature."""
+    big = torch.finfo(features.dtype).max ** 0.25  # a squared distance to it still fits in float32
+    return torch.nn.functional.pad(features, (search,) * 6, value=big)
+
+
 def _match(
     features: torch.Tensor, grid: list[torch.Tensor], rows: torch.Tensor, search: int, group: int,
-    tolerance: float = 0.0, patch: int = 4,
+    tolerance: float = 0.0, patch: int = 4, padded: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """Offsets ``(n, group, 3)`` of the ``group`` most similar blocks of each reference block.
 
@@ -100,10 +106,10 @@ def _match(
     feature grid (padded with a far-away value, so blocks outside the slab are never preferred), which
     avoids gathering candidates one by one. The reference itself always comes first. Squared distances
     below ``tolerance`` are ties, taken first from offsets on the ``patch``-voxel lattice (blocks that
-    overlap neither the reference nor each other), the farthest first.
+    overlap neither the reference nor each other), the farthest first. ``padded``:
+    :func:`_pad` of ``features``, when the caller matches many chunks of one slab.
     """
-    big = torch.finfo(features.dtype).max ** 0.25  # a squared distance to it still fits in float32
-    padded = torch.nn.functional.pad(features, (search,) * 6, value=big)
+    padded = _pad(features, search) if padded is None else padded
     width = 2 * search + 1
     shift = torch.arange(width, device=features.device)
     ref = features.index_select(1, rows).index_select(2, grid[1]).index_select(3, grid[2])  # (F, a, b, c)
@@ -128,9 +134,13 @@ def _match(
 
 def _wiener_block(
     y: torch.Tensor, p: torch.Tensor, sigma: float, patch: int, step: int, search: int, group: int, chunk: int,
-    tolerance: float,
+    tolerance: float, keep: slice,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Weighted sums ``(numerator, denominator)`` of filtered blocks over one ``(X, Y, Z)`` slab."""
+    """Weighted sums ``(numerator, denominator)`` of filtered blocks over one ``(X, Y, Z)`` slab.
+
+    Only the rows ``keep`` (the slab's core) are complete: reference blocks that do not reach them are
+    skipped, while their neighbours still serve as candidates.
+    """
     shape, dev = y.shape, y.device
     valid = [n - patch + 1 for n in shape]
     d3 = dct_matrix(patch)
@@ -139,7 +149,9 @@ def _wiener_block(
     # matching on the pilot's low frequencies ranks blocks like whole-block distances, at a fraction of the cost
     basis = t_block[corner.sum(-1) <= MATCH_ORDER].reshape(-1, 1, patch, patch, patch)
     features = torch.nn.functional.conv3d(p[None, None], basis)[0]  # (F, V0, V1, V2)
+    padded = _pad(features, search)
     grid = [_positions(n, patch, step).to(dev) for n in shape]
+    grid[0] = grid[0][(grid[0] + patch > keep.start) & (grid[0] < keep.stop)]
     limit = torch.tensor(valid, device=dev) - 1
     voxel_strides = torch.tensor([shape[1] * shape[2], shape[2], 1], device=dev)
     within = (corner * voxel_strides).sum(-1)  # (patch³,) voxel offsets of a block from its corner
@@ -149,12 +161,14 @@ def _wiener_block(
     window = torch.einsum("i,j,k->ijk", k1, k1, k1).reshape(-1).to(dev)
     num = torch.zeros(shape, device=dev)
     den = torch.zeros(shape, device=dev)
-    per_row = len(grid[1]) * len(grid[2])
-    rows_at_once = max(1, chunk // per_row)
-    for start in range(0, len(grid[0]), rows_at_once):
-        rows = grid[0][start : start + rows_at_once]
-        ref = torch.stack(torch.meshgrid(rows, grid[1], grid[2], indexing="ij"), -1).reshape(-1, 3)
-        found = _match(features, grid, rows, search, group, tolerance * sigma * sigma, patch)
+    rows_at_once = max(1, chunk // (len(grid[1]) * len(grid[2])))
+    cols_at_once = max(1, chunk // len(grid[2]))  # a row of a large scan is cut too: chunks stay in cache
+    pieces = [(r, c) for r in range(0, len(grid[0]), rows_at_once) for c in range(0, len(grid[1]), cols_at_once)]
+    for r, c in pieces:
+        rows, cols = grid[0][r : r + rows_at_once], grid[1][c : c + cols_at_once]
+        ref = torch.stack(torch.meshgrid(rows, cols, grid[2], indexing="ij"), -1).reshape(-1, 3)
+        found = _match(features, [grid[0], cols, grid[2]], rows, search, group, tolerance * sigma * sigma, patch,
+                       padded)
         pos = torch.minimum(ref[:, None] + found, limit).clamp_min(0)
         voxels = ((pos * voxel_strides).sum(-1)[..., None] + within).reshape(-1)  # (n * group * patch³,)
         gy = t_group @ (flat_y[voxels].reshape(len(ref), group, -1) @ t_block.T)  # coefficients
@@ -196,7 +210,8 @@ def collaborative_wiener(
         tolerance: pilot feature distances below ``tolerance * sigma²`` count as equally similar
             (module docstring); 0 ranks them strictly.
         slab: slab thickness along the first axis (memory bound; slabs overlap by the search reach).
-        chunk: about this many reference blocks (whole rows of the reference grid) matched at once.
+        chunk: about this many reference blocks matched at once (whole rows of the reference grid where
+            they are shorter).
         device: where the slabs are filtered (``"cuda"`` when present); the result is gathered on CPU.
         progress: ``progress(slabs_done, slabs_total)`` after each slab.
 
@@ -220,9 +235,9 @@ def collaborative_wiener(
     with torch.inference_mode():
         for done, lo in enumerate(starts, 1):
             a, b = max(lo - halo, 0), min(lo + core + halo, n)
-            s_num, s_den = _wiener_block(y[a:b], p[a:b], float(sigma), patch, step, search, group, chunk,
-                                         tolerance)
             keep = slice(lo - a, min(lo + core, n) - a)  # each voxel from the slab where it is central
+            s_num, s_den = _wiener_block(y[a:b], p[a:b], float(sigma), patch, step, search, group, chunk,
+                                         tolerance, keep)
             num[lo : lo + core] += s_num[keep].cpu()
             den[lo : lo + core] += s_den[keep].cpu()
             if progress is not None:

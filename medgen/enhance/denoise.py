@@ -38,7 +38,7 @@ import torch
 
 from medgen.enhance import noise as noise_models
 from medgen.enhance.collaborative import collaborative_wiener
-from medgen.enhance.inference import DEFAULT_ROI, check_flips, flip_ensemble, sliding_window
+from medgen.enhance.inference import check_flips, fit_window, flip_ensemble, sliding_window
 from medgen.enhance.networks import Denoiser3d
 from medgen.enhance.pretrained import DEFAULT_DENOISER, load_denoiser
 from medgen.enhance.self_supervised import fit_neighbor2neighbor
@@ -102,8 +102,8 @@ def denoise_array(
         refine: collaborative Wiener passes after the network (0: the network's output as it is).
         callback: ``callback(step, loss)`` during self-supervised training.
         progress: ``progress(stage, done, total)`` for the network's windows and each Wiener pass's slabs.
-        roi: the network's window (voxels); None: a whole axis up to :data:`WHOLE_AXIS` voxels, else
-            :data:`~medgen.enhance.inference.DEFAULT_ROI` (overlapping windows cost more than one big one).
+        roi: the network's window (voxels); None: a whole axis up to :data:`WHOLE_AXIS` voxels, else the
+            fewest windows of at most that size (:func:`~medgen.enhance.inference.fit_window`).
 
     Returns:
         ``(denoised (X, Y, Z) float32, info)`` with ``info`` = method, sigma (input units), noise,
@@ -145,7 +145,7 @@ def denoise_array(
     predict = flip_ensemble(lambda w: net(w, sigma_n), flips)
     stage = (lambda name: None) if progress is None else (lambda name: partial(progress, name))
     if roi is None:
-        roi = tuple(n if n <= WHOLE_AXIS else r for n, r in zip(x.shape, DEFAULT_ROI))
+        roi = tuple(fit_window(n, WHOLE_AXIS) for n in x.shape)
     out = sliding_window(predict, volume, roi=roi, device=device, progress=stage("network"))[0, 0].numpy()
     out = norm.inverse(out)
     if noise == "rician" and method == "self-supervised":

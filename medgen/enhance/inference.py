@@ -7,6 +7,7 @@ memory is the volume (input + output + weight map, 12 bytes a voxel) plus one wi
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -18,6 +19,21 @@ from medgen.errors import ConfigError
 DEFAULT_ROI = (96, 96, 96)  # one window for a 96³ scan: 3x faster than 64³ windows, same output
 # the 8 mirrorings of a (B, C, X, Y, Z) volume, in complementary pairs: any even-sized prefix is balanced
 FLIPS = ((), (2, 3, 4), (2,), (3, 4), (3,), (2, 4), (4,), (2, 3))
+
+
+def fit_window(n: int, longest: int, overlap: float = 0.25) -> int:
+    """Window length (voxels) along an axis of ``n`` voxels: the whole axis up to ``longest``, else the
+    shortest window that covers the axis with the fewest windows of at most ``longest`` at ``overlap``.
+
+    Windows sized to the scan do less overlapping work than fixed ones: a 197 x 233 x 189 volume takes
+    2 x 3 x 2 windows of 113 x 94 x 108 (14 M voxels) instead of 27 windows of 96³ (24 M voxels).
+    """
+    if n <= longest:
+        return n
+    k = 2
+    while math.ceil(n / (1 + (k - 1) * (1 - overlap))) > longest:
+        k += 1
+    return math.ceil(n / (1 + (k - 1) * (1 - overlap)))
 
 
 def check_flips(n: int) -> int:

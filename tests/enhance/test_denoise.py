@@ -121,7 +121,23 @@ def test_network_runs_whole_axes_up_to_128_voxels_and_windows_longer_ones(mni_t1
     noisy = add_rician(clean, 0.05 * float(clean.max()), np.random.default_rng(0))
     seen: dict[str, tuple[int, int]] = {}
     out, _ = denoise_array(noisy, refine=0, progress=lambda s, d, t: seen.update({s: (d, t)}))
-    # 40 x 40 x 140 voxels: one window across the two short axes, two overlapping 96-voxel ones along z
+    # 40 x 40 x 140 voxels: one window across the two short axes, two overlapping 80-voxel ones along z
     assert seen["network"] == (2, 2)
     mask = foreground_mask(clean)
     assert out.shape == clean.shape and psnr(out, clean, mask) > psnr(noisy, clean, mask) + 3.0
+
+
+def test_windows_fit_the_scan():
+    from monai.data.utils import dense_patch_slices
+
+    from medgen.enhance.inference import fit_window
+
+    assert fit_window(96, 128) == 96 and fit_window(128, 128) == 128  # one window, the whole axis
+    for n in (129, 140, 197, 233, 256, 512):
+        roi = fit_window(n, 128)
+        assert roi <= 128
+        windows = len(dense_patch_slices((n, 1, 1), (roi, 1, 1), (int(roi * 0.75), 1, 1)))
+        fewest = next(k for k in range(2, 20) if 128 + (k - 1) * int(128 * 0.75) >= n)
+        assert windows == fewest  # as few windows as 128-voxel ones would need
+        shorter = len(dense_patch_slices((n, 1, 1), (roi - 1, 1, 1), (int((roi - 1) * 0.75), 1, 1)))
+        assert shorter > windows  # and each no longer than that needs
