@@ -96,30 +96,29 @@ def _pad(features: torch.Tensor, search: int) -> torch.Tensor:
 
 
 def _match(
-    features: torch.Tensor, grid: list[torch.Tensor], rows: torch.Tensor, search: int, group: int,
-    tolerance: float = 0.0, patch: int = 4, padded: torch.Tensor | None = None,
+    padded: torch.Tensor, grid: list[torch.Tensor], rows: torch.Tensor, search: int, group: int,
+    tolerance: float = 0.0, patch: int = 4,
 ) -> torch.Tensor:
     """Offsets ``(n, group, 3)`` of the ``group`` most similar blocks of each reference block.
 
-    ``features`` ``(F, V0, V1, V2)`` describe the block at every corner; the references are the corners
-    ``rows x grid[1] x grid[2]``. Every offset within ``±search`` is compared as a shifted view of the
-    feature grid (padded with a far-away value, so blocks outside the slab are never preferred), which
-    avoids gathering candidates one by one. The reference itself always comes first. Squared distances
-    below ``tolerance`` are ties, taken first from offsets on the ``patch``-voxel lattice (blocks that
-    overlap neither the reference nor each other), the farthest first. ``padded``:
-    :func:`_pad` of ``features``, when the caller matches many chunks of one slab.
+    ``padded`` (:func:`_pad` of ``(F, V0, V1, V2)`` features) describes the block at every corner; the
+    references are the corners ``rows x grid[1] x grid[2]`` (unpadded indices). Every offset within
+    ``±search`` is compared as a shifted view of that grid (its margins hold a far-away value, so blocks
+    outside the slab are never preferred), which avoids gathering candidates one by one. The reference
+    itself always comes first. Squared distances below ``tolerance`` are ties, taken first from offsets
+    on the ``patch``-voxel lattice (blocks that overlap neither the reference nor each other), the
+    farthest first.
     """
-    padded = _pad(features, search) if padded is None else padded
     width = 2 * search + 1
-    shift = torch.arange(width, device=features.device)
-    ref = features.index_select(1, rows).index_select(2, grid[1]).index_select(3, grid[2])  # (F, a, b, c)
+    shift = torch.arange(width, device=padded.device)
+    ref = padded.index_select(1, rows + search).index_select(2, grid[1] + search).index_select(3, grid[2] + search)
     a, b, c = ref.shape[1:]
     cols1 = (grid[1][None] + shift[:, None]).reshape(-1)  # (width * b,) padded indices of every y shift
     cols2 = (grid[2][None] + shift[:, None]).reshape(-1)
-    dist = torch.empty(width, a, width, b, width, c, device=features.device)
+    dist = torch.empty(width, a, width, b, width, c, device=padded.device)
     for i in range(width):  # x shift; y and z shifts at once
         cand = padded.index_select(1, rows + i).index_select(2, cols1).index_select(3, cols2)
-        cand = cand.reshape(len(features), a, width, b, width, c)
+        cand = cand.reshape(len(padded), a, width, b, width, c)
         dist[i] = ((cand - ref[:, :, None, :, None]) ** 2).sum(0)
     dist = dist.permute(1, 3, 5, 0, 2, 4).reshape(a * b * c, width**3)
     offsets = torch.stack(torch.meshgrid(*[shift - search] * 3, indexing="ij"), -1).reshape(-1, 3)
@@ -148,8 +147,7 @@ def _wiener_block(
     corner = torch.stack(torch.meshgrid(*[torch.arange(patch)] * 3, indexing="ij"), -1).reshape(-1, 3).to(dev)
     # matching on the pilot's low frequencies ranks blocks like whole-block distances, at a fraction of the cost
     basis = t_block[corner.sum(-1) <= MATCH_ORDER].reshape(-1, 1, patch, patch, patch)
-    features = torch.nn.functional.conv3d(p[None, None], basis)[0]  # (F, V0, V1, V2)
-    padded = _pad(features, search)
+    padded = _pad(torch.nn.functional.conv3d(p[None, None], basis)[0], search)  # (F, V0, V1, V2) + margins
     grid = [_positions(n, patch, step).to(dev) for n in shape]
     grid[0] = grid[0][(grid[0] + patch > keep.start) & (grid[0] < keep.stop)]
     limit = torch.tensor(valid, device=dev) - 1
@@ -167,8 +165,7 @@ def _wiener_block(
     for r, c in pieces:
         rows, cols = grid[0][r : r + rows_at_once], grid[1][c : c + cols_at_once]
         ref = torch.stack(torch.meshgrid(rows, cols, grid[2], indexing="ij"), -1).reshape(-1, 3)
-        found = _match(features, [grid[0], cols, grid[2]], rows, search, group, tolerance * sigma * sigma, patch,
-                       padded)
+        found = _match(padded, [grid[0], cols, grid[2]], rows, search, group, tolerance * sigma * sigma, patch)
         pos = torch.minimum(ref[:, None] + found, limit).clamp_min(0)
         voxels = ((pos * voxel_strides).sum(-1)[..., None] + within).reshape(-1)  # (n * group * patch³,)
         gy = t_group @ (flat_y[voxels].reshape(len(ref), group, -1) @ t_block.T)  # coefficients

@@ -12,6 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+from monai.transforms import SpatialCrop
 
 from medgen.enhance.denoise import denoise
 from medgen.enhance.noise import add_rician
@@ -37,9 +38,8 @@ def demo_enhance(out: Path, *, size: int = 96, seed: int = 0, overwrite: bool = 
 
     t1 = load_scan(mni152_files()["t1"])
     start = (np.array(t1.shape[1:]) - size) // 2
-    clean = t1[0].numpy()[tuple(slice(s, s + size) for s in start)].astype(np.float32)
-    affine = t1.affine.numpy().copy()
-    affine[:3, 3] = affine[:3, :3] @ start + affine[:3, 3]
+    crop = SpatialCrop(roi_start=start.tolist(), roi_end=(start + size).tolist())(t1)  # moves the affine too
+    clean, affine = crop[0].numpy().astype(np.float32), crop.affine.numpy()
     mask = foreground_mask(clean)
     sigma = NOISE * float(clean.max())
     noisy = add_rician(clean, sigma, np.random.default_rng(seed))

@@ -28,12 +28,10 @@ def fit_window(n: int, longest: int, overlap: float = 0.25) -> int:
     Windows sized to the scan do less overlapping work than fixed ones: a 197 x 233 x 189 volume takes
     2 x 3 x 2 windows of 113 x 94 x 108 (14 M voxels) instead of 27 windows of 96³ (24 M voxels).
     """
-    if n <= longest:
-        return n
-    k = 2
-    while math.ceil(n / (1 + (k - 1) * (1 - overlap))) > longest:
+    k = 1  # windows along the axis
+    while (size := math.ceil(n / (1 + (k - 1) * (1 - overlap)))) > longest:
         k += 1
-    return math.ceil(n / (1 + (k - 1) * (1 - overlap)))
+    return size
 
 
 def check_flips(n: int) -> int:

@@ -47,13 +47,13 @@ def test_block_matching_finds_the_nearest_blocks_of_a_real_scan(mni_crop):
 
     import torch
 
-    from medgen.enhance.collaborative import _match
+    from medgen.enhance.collaborative import _match, _pad
 
     features = torch.as_tensor(mni_crop[:, :, :, :12].numpy()).float()  # (1, 32, 32, 12) MNI intensities
     features = torch.cat([features, features.roll(1, 1)])  # two feature channels
     grid = [torch.tensor([0, 5, 9]), torch.tensor([2, 7]), torch.tensor([0, 4, 8, 11])]
     search, group = 2, 6
-    offsets = _match(features, grid, grid[0], search, group)  # (n, group, 3)
+    offsets = _match(_pad(features, search), grid, grid[0], search, group)  # (n, group, 3)
     shape = torch.tensor(features.shape[1:])
     refs = list(itertools.product(*[g.tolist() for g in grid]))
     assert offsets.shape == (len(refs), group, 3)
@@ -91,13 +91,14 @@ def test_tolerant_matching_removes_the_noise_a_network_pilot_shares_with_the_sca
 def test_ties_are_broken_towards_blocks_that_do_not_overlap(mni_crop):
     import torch
 
-    from medgen.enhance.collaborative import _match
+    from medgen.enhance.collaborative import _match, _pad
 
     features = torch.as_tensor(mni_crop.numpy()).float()  # (1, 32, 32, 32) MNI intensities
     grid = [torch.tensor([4, 14]), torch.tensor([4, 20]), torch.tensor([4, 27])]
     search, group, patch = 4, 8, 4
-    strict = _match(features, grid, grid[0], search, group)
-    tied = _match(features, grid, grid[0], search, group, tolerance=1e12, patch=patch)  # every distance ties
+    padded = _pad(features, search)
+    strict = _match(padded, grid, grid[0], search, group)
+    tied = _match(padded, grid, grid[0], search, group, tolerance=1e12, patch=patch)  # every distance ties
     assert (strict[:, 1:] % patch != 0).any()  # the strict ranking takes overlapping neighbours
     for ref, found in zip(torch.cartesian_prod(*grid), tied):
         assert found[0].tolist() == [0, 0, 0]
