@@ -39,13 +39,22 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
+        from medgen.versions import below_floors, versions
+
         typer.echo(f"medgen {medgen.__version__}")
+        for name, version in versions().items():
+            if name != "medgen":
+                typer.echo(f"  {name} {version}")
+        for problem in below_floors():
+            typer.secho(f"warning: {problem}", fg="yellow", err=True)
         raise typer.Exit()
 
 
 @app.callback()
 def _root(
-    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True, help="Show the version."),
+    version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                 help="Show the versions of medgen, Python, torch, MONAI, pydicom, nibabel, "
+                                 "SimpleITK and NumPy."),
 ) -> None:
     """medgen: 3D generative models for medical imaging, built on MONAI."""
 

@@ -12,6 +12,7 @@ from rich.table import Table
 from medgen.cli import app
 from medgen.io import load_scan, save_scan, scan_info
 from medgen.io.provenance import mark
+from medgen.versions import versions
 
 console = Console()
 
@@ -24,6 +25,7 @@ def info(
 ) -> None:
     """Show a scan's shape, spacing (mm), orientation, intensity statistics and modality."""
     details = scan_info(load_scan(scan, series_uid=series_uid))
+    details["software"] = versions()  # a bug report pasted from `medgen info` carries the versions
     if as_json:
         typer.echo(json.dumps(details, indent=2, default=str))
         return
@@ -31,6 +33,8 @@ def info(
     for key, value in details.items():
         if key == "provenance":
             value = "; ".join(p.get("operation", "") for p in value) or "-"
+        elif key == "software":
+            value = ", ".join(f"{k} {v}" for k, v in value.items())
         table.add_row(key, str(value))
     console.print(table)
 

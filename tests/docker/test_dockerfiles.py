@@ -16,6 +16,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medgen.versions import floors
+
 ROOT = Path(__file__).resolve().parents[2]
 DOCKER = ROOT / "docker"
 DOCKERFILES = {"cpu": DOCKER / "Dockerfile.cpu", "cuda": DOCKER / "Dockerfile.cuda"}
@@ -130,6 +132,18 @@ def test_cuda_image_starts_from_an_official_pytorch_cuda_image():
     bases = [args for keyword, args in instructions(DOCKERFILES["cuda"]) if keyword == "FROM"]
     assert len(bases) == 1
     assert re.fullmatch(r"pytorch/pytorch:\d+\.\d+(\.\d+)?-cuda\d+(\.\d+)*-cudnn\d+-(runtime|devel)", bases[0])
+
+
+@pytest.mark.parametrize("kind", sorted(DOCKERFILES))
+def test_images_torch_meets_the_torch_floor(kind):
+    """A base image's (or pinned) torch below pyproject's floor would be replaced by pip with a new
+    multi-GB build, or, worse, kept vulnerable by a --no-deps install."""
+    text = " ".join(args for keyword, args in instructions(DOCKERFILES[kind]) if keyword in ("FROM", "RUN"))
+    found = re.findall(r"pytorch/pytorch:(\d+\.\d+(?:\.\d+)?)-|torch==([\d.]+)", text)
+    versions = [a or b for a, b in found]
+    assert versions, f"{kind}: no torch version in FROM or RUN"
+    floor = floors()["torch"].specifier
+    assert all(floor.contains(v) for v in versions), f"{kind}: torch {versions} outside {floor}"
 
 
 def test_cpu_image_pins_the_torch_the_readme_installs():
