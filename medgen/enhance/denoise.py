@@ -45,6 +45,7 @@ from medgen.enhance.self_supervised import fit_neighbor2neighbor
 from medgen.errors import ConfigError
 from medgen.io.meta import like, meta_of
 from medgen.io.provenance import mark
+from medgen.seeding import seeded
 
 METHODS = ("auto", "pretrained", "adapt", "self-supervised", "diffusion")
 NOISES = ("auto", *noise_models.NOISE_MODELS)
@@ -129,10 +130,10 @@ def denoise_array(
     sigma_n = unit_sigma / norm.scale
     volume = torch.from_numpy(norm.forward(work))[None, None]
     if method == "self-supervised":
-        torch.manual_seed(seed)  # the fresh network's initial weights
-        net, model_name = Denoiser3d(), None
-        # start near the identity: a few hundred steps on one scan must not spend the first undoing noise
-        torch.nn.init.normal_(net.unet.final_conv.weight, std=1e-2)
+        with seeded(seed):  # the fresh network's initial weights, without touching the caller's RNG
+            net, model_name = Denoiser3d(), None
+            # start near the identity: a few hundred steps on one scan must not spend the first undoing noise
+            torch.nn.init.normal_(net.unet.final_conv.weight, std=1e-2)
     else:
         net, card = load_denoiser(model)
         model_name = card.get("name", str(model))

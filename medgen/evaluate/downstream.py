@@ -43,11 +43,11 @@ from monai.transforms import (
     Spacing,
     SpatialPadd,
 )
-from monai.utils import set_determinism
 
 from medgen.augment.synthetic_pair import synthetic_pairs  # noqa: F401  (part of this module's TSTR API)
 from medgen.errors import DataError
 from medgen.io.meta import affine_of, spacing_from_affine
+from medgen.seeding import seeded
 
 KEYS = ["image", "label"]
 ROI = (48, 48, 48)
@@ -85,8 +85,9 @@ def train_segmenter(
     missing = [i for i, it in enumerate(items) if it.get("label") is None]
     if missing:
         raise DataError(f"downstream segmentation: training item {missing[0]} has no 'label'")
-    set_determinism(seed=seed)
-    try:
+    # Seeds the initial weights, the shuffle and (through MONAI's DataLoader) the transforms; the
+    # caller's random state is restored afterwards.
+    with seeded(seed, device):
         net = UNet(3, 1, NUM_CLASSES, channels=(8, 16, 32), strides=(2, 2), num_res_units=1).to(device)
         opt = torch.optim.Adam(net.parameters(), lr)
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
@@ -103,8 +104,6 @@ def train_segmenter(
                 step += 1
                 if step >= steps:
                     break
-    finally:
-        set_determinism(seed=None)
     return net.eval()
 
 

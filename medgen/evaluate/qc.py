@@ -49,6 +49,7 @@ from medgen.errors import DataError
 from medgen.evaluate.flow import RealNVP, downsample, fit_flow, patches
 from medgen.io.atomic import atomic_path
 from medgen.io.meta import spacing_from_affine
+from medgen.seeding import seeded
 
 FOREGROUND = 0.02  # patch mean (in the [0, 1] window) above which a patch counts as tissue
 OCTANTS = tuple(f"octant {'LR'[i]}{'PA'[j]}{'IS'[k]}" for i in (0, 1) for j in (0, 1) for k in (0, 1))
@@ -178,8 +179,8 @@ def fit_qc(
         fit_set = real
     flat = torch.cat([_plain(s).flatten()[::7] for s in fit_set])
     low, high = (float(v) for v in torch.quantile(flat[:2_000_000], torch.tensor([0.005, 0.995])))
-    torch.manual_seed(seed)
-    qc = FlowQC(RealNVP(patch**3, n_couplings, hidden, seed=seed), low, max(high, low + 1e-6), patch, factor)
+    with seeded(seed):  # the flow's initial weights, without touching the caller's RNG
+        qc = FlowQC(RealNVP(patch**3, n_couplings, hidden, seed=seed), low, max(high, low + 1e-6), patch, factor)
     data = torch.cat([qc.vectors(s) for s in fit_set])
     if len(data) < 64:
         raise DataError(f"only {len(data)} foreground patches in the real scans; use a smaller patch or factor")

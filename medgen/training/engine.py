@@ -33,6 +33,7 @@ from medgen.errors import ConfigError
 from medgen.io.atomic import atomic_path
 from medgen.models.hub import load_model, write_model
 from medgen.models.normalization import Normalization
+from medgen.seeding import seeded
 from medgen.training import distributed
 from medgen.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
 from medgen.training.config import RunConfig, config_dict
@@ -54,7 +55,8 @@ class TrainResult:
 
 
 def seed_everything(seed: int) -> None:
-    """The one place medgen seeds Python, NumPy and torch for a run."""
+    """The one place medgen seeds Python, NumPy and torch for a run (inside :func:`train`'s
+    :func:`~medgen.seeding.seeded` block, so the caller's states come back afterwards)."""
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
@@ -78,7 +80,8 @@ def train(
         cfg.train.steps = steps
     info = distributed.setup(device)
     try:
-        return _run(cfg, out, info, resume=resume, progress=progress and info.main, stop_at=stop_at)
+        with seeded(cfg.train.seed, info.device):  # the run is seeded; the caller's random state is restored
+            return _run(cfg, out, info, resume=resume, progress=progress and info.main, stop_at=stop_at)
     finally:
         distributed.teardown(info)
 
