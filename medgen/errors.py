@@ -18,8 +18,8 @@ class ScanReadError(MedgenError):
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
+        self.problem = " ".join(problem.split())  # one line, even when a library's reason has several
+        super().__init__(f"{path}: {self.problem}")
 
 
 class ScanWriteError(MedgenError):
@@ -27,8 +27,8 @@ class ScanWriteError(MedgenError):
 
     def __init__(self, path: str | Path, problem: str) -> None:
         self.path = str(path)
-        self.problem = problem
-        super().__init__(f"{path}: {problem}")
+        self.problem = " ".join(problem.split())  # one line, even when a library's reason has several
+        super().__init__(f"{path}: {self.problem}")
 
 
 class ConfigError(MedgenError):
@@ -37,3 +37,10 @@ class ConfigError(MedgenError):
 
 class DataError(MedgenError):
     """A dataset folder or built-in data source is unusable."""
+
+
+class MedgenWarning(UserWarning):
+    """A problem medgen worked around in a documented way; the message names the file and what was done.
+
+    The CLI prints it as one ``warning: ...`` line.
+    """

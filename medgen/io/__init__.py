@@ -9,6 +9,6 @@ from medgen.io.info import scan_info
 from medgen.io.load import load_scan
 from medgen.io.meta import like, make_scan
 from medgen.io.provenance import mark
-from medgen.io.save import save_scan
+from medgen.io.save import check_save, save_scan
 
-__all__ = ["load_scan", "save_scan", "scan_info", "make_scan", "like", "mark"]
+__all__ = ["load_scan", "save_scan", "check_save", "scan_info", "make_scan", "like", "mark"]

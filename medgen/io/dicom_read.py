@@ -27,6 +27,7 @@ Example:
 
 from __future__ import annotations
 
+import struct
 from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,11 +37,12 @@ import numpy as np
 import pydicom
 from monai.data import MetaTensor
 from pydicom.dataset import Dataset
+from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.pixels import get_decoder
 
 from medgen.errors import ScanReadError
-from medgen.io.checks import check_volume
-from medgen.io.meta import make_scan
+from medgen.io.checks import check_shape, check_volume
+from medgen.io.meta import make_scan, usable_affine
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
@@ -56,6 +58,11 @@ _KEPT_TAGS = (
 _ORIENTATION_TOL = 1e-3  # IOP components written with few digits differ by ~1e-4 between slices
 _PIP_HINT = "pip install medgen[dicom]"
 _PIXEL_TAGS = ("PixelData", "FloatPixelData", "DoubleFloatPixelData")
+# What pydicom raises on a corrupt or cut file (from fuzzing valid files with flipped bytes, cuts and
+# garbage): parsing the header or a value, then decoding pixels. Anything else is a bug and shows as one.
+_PARSE_ERRORS = (InvalidDicomError, BytesLengthException, OSError, EOFError, ValueError, TypeError, KeyError,
+                 IndexError, NotImplementedError, OverflowError, struct.error)
+_DECODE_ERRORS = (*_PARSE_ERRORS, AttributeError, RuntimeError)
 
 
 @dataclass
@@ -89,7 +96,7 @@ def is_dicom_file(path: Path) -> bool:
         return False
     try:
         ds = pydicom.dcmread(path, force=True, stop_before_pixels=True)
-    except Exception:
+    except _PARSE_ERRORS:
         return False
     return "SOPClassUID" in ds or "Modality" in ds
 
@@ -157,6 +164,11 @@ def _read_folder(folder: Path, series_uid: str | None) -> MetaTensor:
     slices = [_classic_slice(f, ds) for f, ds in members]
     ordered, affine = _stack_geometry(slices, folder)
     datasets = {f: ds for f, ds in members}
+    sizes = {(int(ds.Rows), int(ds.Columns)) for _, ds in members}
+    if len(sizes) > 1:
+        raise ScanReadError(folder, f"slices have different Rows x Columns {sorted(sizes)}; not one volume")
+    rows, columns = sizes.pop()
+    check_shape((columns, rows, len(ordered)), folder)
     volume = np.stack([_slice_pixels(s) for s in ordered], axis=-1)
     first = datasets[ordered[0].source]
     extra = {"SOPInstanceUIDs": [str(datasets[s.source].SOPInstanceUID) for s in ordered]}
@@ -178,9 +190,11 @@ def _choose_series(folder: Path, series: dict[str, list[tuple[Path, Dataset]]], 
 
 
 def _classic_slice(path: Path, ds: Dataset) -> _Slice:
-    if len(ds.ImagePositionPatient) != 3 or len(ds.ImageOrientationPatient) != 6:
-        raise ScanReadError(path, "ImagePositionPatient needs 3 values and ImageOrientationPatient 6")
     try:
+        if len(ds.ImagePositionPatient) != 3 or len(ds.ImageOrientationPatient) != 6 or int(ds.Rows) < 1 \
+                or int(ds.Columns) < 1:
+            raise ScanReadError(path, "ImagePositionPatient needs 3 values, ImageOrientationPatient 6, "
+                                      "Rows and Columns at least 1")
         return _Slice(
             source=path,
             ipp=np.array([float(v) for v in ds.ImagePositionPatient]),
@@ -190,7 +204,7 @@ def _classic_slice(path: Path, ds: Dataset) -> _Slice:
             slope=float(ds.get("RescaleSlope", 1.0) or 1.0),
             intercept=float(ds.get("RescaleIntercept", 0.0) or 0.0),
         )
-    except (ValueError, TypeError) as exc:
+    except _PARSE_ERRORS as exc:
         raise ScanReadError(path, f"unreadable geometry tags: {exc}") from None
 
 
@@ -205,8 +219,12 @@ def _slice_pixels(s: _Slice) -> np.ndarray:
 
 def _read_multiframe(path: Path) -> MetaTensor:
     ds = _read_full(path)
-    n_frames = int(ds.get("NumberOfFrames", 1) or 1)
-    slices = [_frame_slice(ds, path, k) for k in range(n_frames)]
+    try:
+        n_frames, rows, columns = int(ds.get("NumberOfFrames", 1) or 1), int(ds.Rows), int(ds.Columns)
+        check_shape((columns, rows, n_frames), path)
+        slices = [_frame_slice(ds, path, k) for k in range(n_frames)]
+    except _PARSE_ERRORS as exc:
+        raise ScanReadError(path, f"unreadable frame geometry: {exc}") from None
     ordered, affine = _stack_geometry(slices, path, declared_spacing=_declared_spacing(ds))
     frames = _pixel_array(ds, path)
     if frames.ndim == 2:
@@ -271,6 +289,12 @@ def _stack_geometry(
     """
     if len(slices) < 2:
         raise ScanReadError(where, "only one image slice; a 3D volume needs at least two")
+    for s in slices:
+        if not (np.all(np.isfinite(s.ipp)) and np.all(np.isfinite(s.iop)) and np.all(np.isfinite(s.spacing))):
+            raise ScanReadError(where, f"ImagePositionPatient, ImageOrientationPatient or PixelSpacing of "
+                                       f"{s.source.name} is not finite")
+        if min(s.spacing) <= 0:
+            raise ScanReadError(where, f"PixelSpacing {s.spacing} of {s.source.name} is not positive")
     first = slices[0]
     for s in slices[1:]:
         if np.abs(s.iop - first.iop).max() > _ORIENTATION_TOL:
@@ -303,6 +327,8 @@ def _stack_geometry(
     lps[:3, 1] = col / np.linalg.norm(col) * first.spacing[0]
     lps[:3, 2] = step
     lps[:3, 3] = ordered[0].ipp
+    if not usable_affine(lps):
+        raise ScanReadError(where, "slice geometry gives a singular affine; not a volume")
     return ordered, LPS_TO_RAS @ lps
 
 
@@ -342,7 +368,10 @@ def _read_header(path: Path) -> Dataset:
     """
     try:
         ds = pydicom.dcmread(path, defer_size="4 KB", force=True)
-    except Exception as exc:
+        # pydicom decodes a value on first access: decode all but the deferred pixel data here, where
+        # a corrupt value is caught
+        _ = [ds[tag] for tag in ds.keys() if tag.group != 0x7FE0]
+    except _PARSE_ERRORS as exc:
         raise ScanReadError(path, f"truncated or corrupt DICOM file ({type(exc).__name__}: {exc})") from None
     has_preamble = getattr(ds, "preamble", None) is not None
     if has_preamble and ("TransferSyntaxUID" not in ds.file_meta or not len(ds)):
@@ -361,7 +390,7 @@ def _is_image_class(ds: Dataset) -> bool:
 def _read_full(path: Path) -> Dataset:
     try:
         ds = pydicom.dcmread(path, force=True)
-    except Exception as exc:
+    except _PARSE_ERRORS as exc:
         raise ScanReadError(path, f"truncated or corrupt DICOM file ({type(exc).__name__}: {exc})") from None
     if "PixelData" not in ds:
         raise ScanReadError(path, "image DICOM file without pixel data; is the file truncated?")
@@ -391,7 +420,7 @@ def _pixel_array(ds: Dataset, path: Path) -> np.ndarray:
                                       f"({syntax.name}); install the decoders: {_PIP_HINT}")
     try:
         return ds.pixel_array
-    except Exception as exc:
+    except _DECODE_ERRORS as exc:
         msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         if syntax is not None and syntax.is_compressed:
             raise ScanReadError(path, f"cannot decode {syntax.name} pixel data ({syntax}): {msg}; the file may "
@@ -431,9 +460,12 @@ def _to_scan(volume: np.ndarray, affine: np.ndarray, ds: Dataset, path: Path, ex
     tags = dicom_tags(ds)
     tags.update(extra)
     tags["affine_ras"] = affine.tolist()
+    image_type = ds.get("ImageType") or []
+    image_type = [image_type] if isinstance(image_type, str) else [str(v) for v in image_type]
     return make_scan(
         volume[None],
         affine,
+        synthetic="SYNTHETIC" in image_type,  # how medgen's DICOM writer marks generated voxels
         modality=modality,
         units="HU" if modality == "CT" else "",
         series_description=str(ds.get("SeriesDescription", "") or ""),

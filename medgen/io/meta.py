@@ -83,8 +83,28 @@ def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(v) for v in np.linalg.norm(a[:3, :3], axis=0))
 
 
+def usable_affine(affine: np.ndarray) -> bool:
+    """True if ``affine`` places voxels in the world: finite, three non-zero independent axes.
+
+    An all-zero sform, a zero voxel size or a NaN entry fail; readers then fall back or refuse
+    (see :func:`medgen.io.nifti.read_nifti`), writers refuse.
+    """
+    a = np.asarray(affine, dtype=np.float64)
+    if a.shape != (4, 4) or not np.all(np.isfinite(a)):
+        return False
+    norms = np.linalg.norm(a[:3, :3], axis=0)
+    if np.any(norms == 0):
+        return False
+    return abs(np.linalg.det(a[:3, :3] / norms)) > 1e-6  # unit axes that are not (nearly) coplanar
+
+
 def orientation_code(affine: np.ndarray) -> str:
-    """Three-letter RAS axis code of a voxel-to-RAS affine, e.g. ``"LPS"`` or ``"RAS"``."""
+    """Three-letter RAS axis code of a voxel-to-RAS affine, e.g. ``"LPS"`` or ``"RAS"``.
+
+    ``"???"`` for an affine that is not :func:`usable_affine` (it orients nothing).
+    """
+    if not usable_affine(affine):
+        return "???"
     return "".join(nib.aff2axcodes(np.asarray(affine, dtype=np.float64)))
 
 

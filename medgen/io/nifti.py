@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import json
+import logging
+import math
+import warnings
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import nibabel as nib
@@ -12,13 +17,16 @@ import numpy as np
 import torch
 from monai.data import MetaTensor
 
-from medgen.errors import ScanReadError, ScanWriteError
+from medgen.errors import MedgenWarning, ScanReadError, ScanWriteError
 from medgen.io.atomic import atomic_path, full_suffix
-from medgen.io.checks import check_shape, check_volume
-from medgen.io.meta import affine_of, make_scan, meta_of
+from medgen.io.checks import check_data_size, check_shape, check_volume, decompressed_size
+from medgen.io.meta import affine_of, make_scan, meta_of, usable_affine
 from medgen.io.provenance import summary
 
 SIDECAR_KEYS = ("modality", "units", "series_description", "provenance", "synthetic")
+# nibabel allocates (and zero-fills) the declared size before reading a .nii.gz; below this many
+# declared bytes that costs less than decompressing the file twice, so only larger ones are counted first.
+_COUNT_GZIP_ABOVE = 256 * 2**20
 
 
 def sidecar_path(path: str | Path) -> Path:
@@ -33,11 +41,21 @@ def read_nifti(path: str | Path) -> MetaTensor:
     3D files give ``C = 1``; a 4th dimension becomes channels. Scaling (``scl_slope``/``scl_inter``)
     is applied. A JSON sidecar written by medgen (or a BIDS-like sidecar with ``Modality``) fills
     modality, units and provenance.
+
+    Geometry follows nibabel's order: the sform if its code is set, else the qform, else the
+    pixdim-scaled base affine (nibabel's affine for a header with neither). A coded sform or qform
+    that is all zeros, singular or not finite is skipped like an uncoded one (as ITK skips an
+    unusable sform), and a :class:`~medgen.errors.MedgenWarning` naming the file says which was used.
+    No usable affine at all is a :class:`ScanReadError`.
+
+    The header's declared size is checked against the memory budget and the data in the file
+    before anything is allocated (see :mod:`medgen.io.checks`).
     """
     path = Path(path)
     try:
-        img = nib.load(str(path))
-        check_shape(img.shape, path)
+        with _header_fixes_as_warning(path):
+            img = nib.load(str(path))
+        _check_declared_data(img, path)
         data = np.asarray(img.get_fdata(dtype=np.float32))
     except (EOFError, zlib.error, gzip.BadGzipFile) as err:
         raise ScanReadError(path, f"truncated or corrupt compressed file ({err})") from None
@@ -57,8 +75,67 @@ def read_nifti(path: str | Path) -> MetaTensor:
         "format": "nifti",
         "source_dtype": str(img.get_data_dtype()),
     }
-    meta.update(_read_sidecar(path))
-    return make_scan(data, img.affine, **meta)
+    meta.update(_read_provenance(path, img.header))
+    return make_scan(data, _usable_affine(img.header, path), **meta)
+
+
+@contextlib.contextmanager
+def _header_fixes_as_warning(path: Path) -> Iterator[None]:
+    """nibabel logs the header fields it repairs (e.g. a zero pixdim) without the file name: turn
+    those log lines into one :class:`MedgenWarning` that names it."""
+    fixes: list[str] = []
+    handler = logging.Handler()
+    handler.emit = lambda record: fixes.append(record.getMessage())
+    logger = logging.getLogger("nibabel.global")
+    saved = logger.handlers, logger.propagate
+    logger.handlers, logger.propagate = [handler], False
+    try:
+        yield
+    finally:
+        logger.handlers, logger.propagate = saved
+    if fixes:
+        warnings.warn(MedgenWarning(f"{path}: header repaired on read: {'; '.join(fixes)}"), stacklevel=4)
+
+
+def _check_declared_data(img: nib.Nifti1Image, path: Path) -> None:
+    """Refuse a header declaring more voxels than the budget, or more bytes than the file holds."""
+    header = img.header
+    shape = header.get_data_shape()
+    check_shape(shape, path)
+    declared = math.prod(int(s) for s in shape) * header.get_data_dtype().itemsize
+    offset = int(img.dataobj.offset)  # the header's vox_offset may be 0 for a single .nii file
+    if full_suffix(path) != ".nii.gz":
+        check_data_size(path, declared, path.stat().st_size - offset)
+    elif declared > _COUNT_GZIP_ABOVE:
+        with open(path, "rb") as fh:
+            held = decompressed_size(fh, offset + declared) - offset
+        check_data_size(path, declared, held, compressed=True)
+
+
+def _usable_affine(header: nib.Nifti1Header, path: Path) -> np.ndarray:
+    """The sform, qform or base affine, the first usable one in that order; see :func:`read_nifti`."""
+    skipped = []
+    for name, code_key in (("sform", "sform_code"), ("qform", "qform_code")):
+        if int(header[code_key]) == 0:
+            continue
+        try:
+            affine = header.get_sform() if name == "sform" else header.get_qform()
+        except ValueError:  # a quaternion that is not a rotation
+            affine = None
+        if affine is not None and usable_affine(affine):
+            break
+        skipped.append(name)
+    else:
+        name, affine = "pixdim-scaled base affine (orientation assumed LAS, origin at the centre)", \
+            header.get_base_affine()
+        if not usable_affine(affine):
+            raise ScanReadError(path, f"no usable geometry: {' and '.join(skipped) or 'no sform/qform'} and "
+                                      f"pixdim {tuple(float(v) for v in header['pixdim'][1:4])} are "
+                                      "singular or not finite")
+    if skipped:
+        warnings.warn(MedgenWarning(f"{path}: {' and '.join(skipped)} {'is' if len(skipped) == 1 else 'are'} "
+                                    f"all zeros, singular or not finite; using the {name} instead"), stacklevel=3)
+    return affine
 
 
 def write_nifti(
@@ -141,15 +218,28 @@ def _exact_integers(array: np.ndarray, dtype: np.dtype, path: Path) -> np.ndarra
     return rounded.astype(dtype)
 
 
+def _read_provenance(path: Path, header: nib.Nifti1Header) -> dict:
+    """Sidecar fields; the header's ``descrip`` keeps the synthetic mark if the sidecar is lost or broken."""
+    out = _read_sidecar(path)
+    descrip = header["descrip"].item().split(b"\x00")[0].decode("ascii", "replace")
+    if descrip.startswith("medgen SYNTHETIC"):  # once synthetic, always synthetic (see provenance.mark)
+        out["synthetic"] = True
+        out.setdefault("provenance", [{"operation": "unknown (sidecar missing or unreadable)", "summary": descrip}])
+    return out
+
+
 def _read_sidecar(path: Path) -> dict:
     side = sidecar_path(path)
     if not side.is_file():
         return {}
     try:
         data = json.loads(side.read_text())
-    except (OSError, ValueError):
-        return {}  # a foreign or broken sidecar must not make the image unreadable
-    if not isinstance(data, dict):
+    except (OSError, ValueError) as err:
+        data = err
+    if not isinstance(data, dict):  # a foreign or broken sidecar must not make the image unreadable
+        problem = f"unreadable ({data})" if isinstance(data, Exception) else "not a JSON object"
+        warnings.warn(MedgenWarning(f"{side}: sidecar ignored, {problem}; provenance comes from the NIfTI "
+                                    "header's descrip only"), stacklevel=4)
         return {}
     out = {k: data[k] for k in SIDECAR_KEYS if k in data}
     if "Modality" in data and "modality" not in out:  # BIDS-style sidecar

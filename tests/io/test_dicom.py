@@ -371,6 +371,7 @@ def test_synthetic_scan_is_unmistakable_and_anonymous_without_source(tmp_path):
     assert ds.PatientName == "ANONYMOUS^MEDGEN" and "SourceImageSequence" not in ds
     back = read_dicom(folder)
     np.testing.assert_array_equal(back[0].numpy(), block)  # uint8-valued T1: stored exactly
+    assert back.meta["synthetic"] is True  # read back from ImageType, so a conversion keeps the mark
     other = write_dicom_series(scan, tmp_path / "synth2", series_description="my own words")
     ds2 = pydicom.dcmread(other / "IM00001.dcm")
     assert ds2.StudyInstanceUID != ds.StudyInstanceUID and ds2.FrameOfReferenceUID != ds.FrameOfReferenceUID

@@ -10,7 +10,7 @@ import pytest
 import SimpleITK as sitk
 import torch
 
-from medgen.errors import ScanWriteError
+from medgen.errors import MedgenWarning, ScanWriteError
 from medgen.io import load_scan, mark, save_scan
 from medgen.io.meta import make_scan
 from tests.conftest import oblique_affine
@@ -96,6 +96,32 @@ def test_synthetic_scan_is_marked_in_header_and_sidecar(tmp_path, mni_block):
     assert back.meta["synthetic"] and back.meta["provenance"][-1]["model"] == "gan-test"
     nrrd = load_scan(save_scan(scan, tmp_path / "syn.nrrd"))
     assert nrrd.meta["synthetic"] and nrrd.meta["provenance"][-1]["operation"] == "synthesize"
+
+
+@pytest.mark.parametrize("synthetic", [True, False])
+def test_unreadable_nrrd_provenance_never_reads_back_as_acquired(tmp_path, mni_block, synthetic):
+    scan = mark(mni_block, "synthesize" if synthetic else "denoise", synthetic=synthetic, model="m")
+    path = save_scan(scan, tmp_path / "scan.nrrd")
+    text = path.read_bytes()
+    start = text.index(b"medgen:={") + len(b"medgen:=")
+    path.write_bytes(text[:start] + b"{broken" + text[start + 7:])  # same length: the data offset holds
+    with pytest.warns(MedgenWarning, match=f"{path}: medgen provenance in the header is unreadable"):
+        back = load_scan(path)
+    assert back.meta["synthetic"] is synthetic  # from the plain-text summary key
+    path.write_bytes(path.read_bytes().replace(b"medgen_summary:=medgen", b"medgen_summary:=xxxxxx"))
+    with pytest.warns(MedgenWarning, match="treated as synthetic"):
+        assert load_scan(path).meta["synthetic"] is True  # no summary either: assume the worst
+
+
+def test_synthetic_nifti_stays_synthetic_without_a_readable_sidecar(tmp_path, mni_block):
+    path = save_scan(mark(mni_block, "synthesize", synthetic=True, model="m"), tmp_path / "syn.nii.gz")
+    sidecar = tmp_path / "syn.json"
+    sidecar.write_text("{not json")
+    with pytest.warns(MedgenWarning, match=f"{sidecar}: sidecar ignored"):
+        assert load_scan(path).meta["synthetic"] is True  # from the header's descrip
+    sidecar.unlink()
+    back = load_scan(path)
+    assert back.meta["synthetic"] is True and back.meta["provenance"][-1]["summary"].startswith("medgen SYNTHETIC")
 
 
 def test_existing_output_is_kept_unless_overwrite(tmp_path, mni_block):
