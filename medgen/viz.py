@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from medgen.intensity import robust_range
 from medgen.io.atomic import atomic_path
 
 
@@ -49,7 +50,7 @@ def save_montage(
     for row, (scan, title, index) in enumerate(zip(scans, titles, indices)):
         spacing = tuple(getattr(scan, "meta", {}).get("spacing", (1.0, 1.0, 1.0)))
         planes = orthogonal_slices(scan, index)
-        lo, hi = np.percentile(np.concatenate([p.ravel() for p in planes]), percentile)
+        lo, hi = robust_range(np.concatenate([p.ravel() for p in planes]), *percentile)
         aspects = [spacing[1] / spacing[0], spacing[2] / spacing[0], spacing[2] / spacing[1]]
         for col, (plane, aspect, name) in enumerate(zip(planes, aspects, ("axial", "coronal", "sagittal"))):
             ax = axes[row, col]

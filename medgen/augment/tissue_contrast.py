@@ -42,6 +42,7 @@ from medgen.augment._base import SeedDrawing, like_input, trace, untrace
 from medgen.augment.deform import spacing_of
 from medgen.data.contrast import ContrastParams, bias_field, blur, rician_noise
 from medgen.errors import DataError
+from medgen.intensity import robust_range
 
 MAX_LABELS = 1024
 
@@ -84,7 +85,7 @@ def render_tissue_contrast(
         own = torch.zeros_like(mu).index_add_(0, lab.flatten(), x.flatten())
         own = own / torch.bincount(lab.flatten(), minlength=len(mu)).clamp(min=1)
         ref = own[lab]
-        lo, hi = np.percentile(x.numpy(), [0.5, 99.5])
+        lo, hi = robust_range(x)
         resid = ((x - ref) / max(float(hi - lo), 1e-6)).clamp(-0.5, 0.5)
         out = (mu[lab] + float(rng.uniform(*texture)) * resid).clamp_min(0.0)
         params = ContrastParams(contrast="random", means=(float(mu.max()),) * 3, bias=float(rng.uniform(0.0, bias)),
@@ -92,7 +93,7 @@ def render_tissue_contrast(
                                 noise=float(rng.uniform(*noise)), seed=int(rng.integers(2**31 - 2)))
         out = blur(out[None], params) * bias_field(tuple(out.shape), spacing, params)
         out = rician_noise(out, params)[0]
-        o_lo, o_hi = np.percentile(out.numpy(), [0.5, 99.5])
+        o_lo, o_hi = robust_range(out)
         channels.append((out - o_lo) / max(o_hi - o_lo, 1e-6) * (hi - lo) + lo)
         means_drawn.append([round(float(mu[k]), 4) for k in present.tolist()])
     info = {"labels": present.tolist(), "means": means_drawn}

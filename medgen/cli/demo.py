@@ -26,14 +26,14 @@ def demo(
     super-resolves a thick-slice one (PSNR printed), then trains a small VAE, GAN and rectified-flow
     model on the 3 mm cohort (a few minutes on a CPU) and writes their samples.
     """
-    from medgen.demo import demo_cohort, demo_io
-    from medgen.enhance.demo import demo_enhance
+    from medgen.demo.enhance import demo_enhance
+    from medgen.demo.scans import demo_cohort, demo_io
 
     sections = [("scan I/O on the built-in MNI152 T1", lambda: demo_io(out, overwrite=overwrite)),
                 ("built-in cohort and CT phantom", lambda: demo_cohort(out, overwrite=overwrite)),
                 ("denoising and super-resolution of an MNI152 crop", lambda: demo_enhance(out, overwrite=overwrite))]
     if models:
-        from medgen.synthesize.demo import demo_models
+        from medgen.demo.models import demo_models
 
         kwargs = {"steps": steps} if steps else {}
         sections.append(("three generative models on the 3 mm cohort",

@@ -57,7 +57,8 @@ def evaluate(
     table.add_column("metric")
     table.add_column("value", justify="right")
     for row in results["metrics"]:
-        table.add_row(row["metric"], f"{row['value']:.4g}")
+        value = f"{row['value']:.4g}" if row["value"] is not None else f"not computed: {row['reason']}"
+        table.add_row(row["metric"], value)
     console.print(table)
     if "downstream" in results:
         tstr = Table(title=f"TSTR Dice on {results['downstream']['n_test']} held-out real scans")

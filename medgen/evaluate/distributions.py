@@ -21,6 +21,8 @@ import torch
 from scipy import stats
 
 from medgen.errors import DataError
+from medgen.evaluate.fidelity import foreground_mask
+from medgen.intensity import robust_range
 from medgen.io.meta import affine_of, spacing_from_affine
 
 TISSUE_NAMES = {1: "csf", 2: "gm", 3: "wm"}
@@ -32,9 +34,10 @@ def _array(scan: torch.Tensor) -> np.ndarray:
 
 
 def foreground_values(scan: torch.Tensor, fraction: float = 0.1) -> np.ndarray:
-    """Voxel values of a ``(C, X, Y, Z)`` scan above ``fraction`` of its 99th percentile (1D array)."""
-    v = _array(scan).ravel()
-    return v[v > fraction * np.percentile(v, 99)]
+    """Voxel values (1D) of a ``(C, X, Y, Z)`` scan's channel 0 in its foreground (``kind="voxels"``:
+    above ``fraction`` of its 99th percentile; :func:`~medgen.evaluate.fidelity.foreground_mask`)."""
+    v = _array(scan)
+    return v[foreground_mask(v, fraction, kind="voxels")]
 
 
 def intensity_distance(
@@ -49,7 +52,7 @@ def intensity_distance(
         raise DataError("intensity comparison needs at least one real and one synthetic scan")
     a = np.concatenate([foreground_values(s) for s in real])
     b = np.concatenate([foreground_values(s) for s in synthetic])
-    lo, hi = np.percentile(np.concatenate([a, b]), [0.5, 99.5])
+    lo, hi = robust_range(np.concatenate([a, b]))
     edges = np.linspace(lo, hi if hi > lo else lo + 1, bins + 1)
     ha = np.histogram(np.clip(a, lo, hi), edges)[0] / len(a)
     hb = np.histogram(np.clip(b, lo, hi), edges)[0] / len(b)
@@ -75,7 +78,7 @@ def intensity_tissue_labels(scan: torch.Tensor, classes: int = 3) -> np.ndarray:
     from skimage.filters import threshold_multiotsu
 
     v = _array(scan)
-    fg = v > 0.1 * np.percentile(v, 99)
+    fg = foreground_mask(v, kind="voxels")
     if fg.sum() < classes * 10:
         return np.zeros(v.shape, np.uint8)
     cuts = threshold_multiotsu(v[fg], classes=classes)

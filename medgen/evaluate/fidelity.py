@@ -18,11 +18,15 @@ with ``C = 1``) in the same units (HU for CT, scanner units for MR):
 
 from __future__ import annotations
 
+from typing import Literal
+
 import numpy as np
 import torch
 from monai.metrics import MultiScaleSSIMMetric
 from monai.metrics.regression import compute_ssim_and_cs
 from scipy import ndimage
+
+from medgen.errors import ConfigError
 
 MS_SSIM_WEIGHTS = (0.0448, 0.2856, 0.3001, 0.2363, 0.1333)
 
@@ -32,9 +36,23 @@ def _volume(x) -> np.ndarray:
     return a[0] if a.ndim == 4 else a
 
 
-def foreground_mask(ref, fraction: float = 0.1) -> np.ndarray:
-    """Foreground of a ``(X, Y, Z)`` reference: above ``fraction`` of its range, holes filled, bool."""
+def foreground_mask(ref, fraction: float = 0.1, *, kind: Literal["region", "voxels"] = "region") -> np.ndarray:
+    """The one voxel-foreground rule of the metrics: where a ``(X, Y, Z)`` (or ``(1, X, Y, Z)``) scan
+    is above ``fraction`` of its intensity scale, bool ``(X, Y, Z)``.
+
+    Two kinds, for the two things metrics need:
+
+    - ``"region"`` (fidelity: PSNR, SSIM, MAE): above ``min + fraction * (max - min)``, closed
+      (2 iterations) and holes filled, so the whole head or body counts, dark CSF or air inside it
+      included.
+    - ``"voxels"`` (intensity histograms, tissue classes, the memorisation audit): the voxels above
+      ``fraction`` of the scan's 99th percentile, nothing filled; a few hot voxels do not move it.
+    """
+    if kind not in ("region", "voxels"):
+        raise ConfigError(f"foreground kind must be 'region' or 'voxels', got {kind!r}")
     a = _volume(ref)
+    if kind == "voxels":
+        return a > fraction * np.percentile(a, 99)
     lo, hi = float(a.min()), float(a.max())
     mask = a > lo + fraction * (hi - lo)
     return ndimage.binary_fill_holes(ndimage.binary_closing(mask, iterations=2))

@@ -72,11 +72,25 @@ def feature_name(extractor: _features.FeatureExtractor | None = None) -> str:
     return (extractor or _shipped()).name
 
 
+def ms_ssim_min_size(kernel_size: int = 5, scales: int = 3) -> int:
+    """Smallest spatial size (voxels, on every axis) on which :func:`ms_ssim_diversity` runs.
+
+    MONAI refuses sizes with ``size // max(1, scales - 1)**2 <= kernel_size - 1``, and the coarsest
+    of the ``scales`` levels (``size // 2**(scales - 1)`` voxels) must still hold one window: 20 for
+    the defaults (a 5-voxel window, 3 scales).
+    """
+    return kernel_size * max(max(1, scales - 1) ** 2, 2 ** (scales - 1))
+
+
 def ms_ssim_diversity(samples: Volumes, data_range: float = 2.0, kernel_size: int = 5, scales: int = 3) -> float:
     """Mean MS-SSIM over all pairs of ``samples`` (``(N, C, *spatial)``, N >= 2, values spanning
-    ``data_range``); ``scales`` levels of 2x downsampling, so each size must exceed
-    ``(kernel_size - 1) * 2**(scales - 1)``."""
+    ``data_range``); ``scales`` levels of 2x downsampling, so every spatial size must be at least
+    :func:`ms_ssim_min_size` (20 voxels for the defaults)."""
     x = _stack(samples)
+    need = ms_ssim_min_size(kernel_size, scales)
+    if min(x.shape[2:]) < need:
+        raise DataError(f"MS-SSIM with {scales} scales and a {kernel_size}-voxel window needs every spatial size "
+                        f">= {need} voxels, got {tuple(x.shape[2:])}")
     metric = MultiScaleSSIMMetric(spatial_dims=x.ndim - 2, data_range=data_range, kernel_size=kernel_size,
                                   weights=[1.0 / scales] * scales)
     pairs = list(itertools.combinations(range(x.shape[0]), 2))

@@ -29,6 +29,7 @@ import torch
 import torch.nn.functional as F
 
 from medgen.errors import DataError
+from medgen.evaluate.fidelity import foreground_mask
 
 
 def _volume(scan: torch.Tensor) -> torch.Tensor:
@@ -52,8 +53,7 @@ def ncc_matrix(queries: Sequence[torch.Tensor], references: Sequence[torch.Tenso
     scale = min(1.0, max_side / max(shape))
     shape = tuple(max(2, round(s * scale)) for s in shape)
     ref, qry = _grid(references, shape), _grid(queries, shape)
-    thresholds = torch.quantile(ref.flatten(1)[:, ::5], 0.99, dim=1) * 0.1
-    mask = (ref > thresholds[:, None, None, None]).any(0)
+    mask = torch.from_numpy(np.any([foreground_mask(r, kind="voxels") for r in ref], axis=0))
     if int(mask.sum()) < 8:
         raise DataError("reference scans have no foreground to compare")
 

@@ -47,6 +47,7 @@ import torch
 
 from medgen.errors import DataError
 from medgen.evaluate.flow import RealNVP, downsample, fit_flow, patches
+from medgen.intensity import robust_range
 from medgen.io.atomic import atomic_path
 from medgen.io.meta import spacing_from_affine
 from medgen.seeding import seeded
@@ -178,7 +179,7 @@ def fit_qc(
     else:
         fit_set = real
     flat = torch.cat([_plain(s).flatten()[::7] for s in fit_set])
-    low, high = (float(v) for v in torch.quantile(flat[:2_000_000], torch.tensor([0.005, 0.995])))
+    low, high = (float(v) for v in robust_range(flat[:2_000_000]))
     with seeded(seed):  # the flow's initial weights, without touching the caller's RNG
         qc = FlowQC(RealNVP(patch**3, n_couplings, hidden, seed=seed), low, max(high, low + 1e-6), patch, factor)
     data = torch.cat([qc.vectors(s) for s in fit_set])

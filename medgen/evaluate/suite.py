@@ -29,6 +29,7 @@ import torch
 from medgen.errors import DataError
 from medgen.evaluate import distributions as dist
 from medgen.evaluate import report as rp
+from medgen.intensity import robust_range
 from medgen.io.atomic import full_suffix
 from medgen.io.load import load_scan, scan_format
 
@@ -78,11 +79,12 @@ def evaluate_sets(
     extractor = load_feature_extractor(features)
     out["features"] = extractor.name
     fr, fs = extractor(real_scans), extractor(syn_scans)
-    metrics = []
+    feature_rows = {"FID": fid, "feature MMD² (Gaussian kernel; 0 = same)": mmd}
     if len(synthetic) >= 2:
-        metrics += [{"metric": "FID", "value": fid(fr, fs), "on": extractor.name},
-                    {"metric": "feature MMD² (Gaussian kernel; 0 = same)", "value": mmd(fr, fs), "on": extractor.name}]
-        metrics += _generation_metrics(real_scans, syn_scans)
+        metrics = [{"metric": name, "value": f(fr, fs), "on": extractor.name} for name, f in feature_rows.items()]
+    else:
+        metrics = [_missing(name, extractor.name, "needs at least 2 synthetic scans") for name in feature_rows]
+    metrics += _generation_metrics(real_scans, syn_scans)
     intensity = dist.intensity_distance(real_scans, syn_scans)
     units = real_scans[0].meta.get("units", "") if hasattr(real_scans[0], "meta") else ""
     metrics += [{"metric": f"intensity Wasserstein-1 ({units or 'scan units'})", "value": intensity["wasserstein"],
@@ -119,41 +121,46 @@ def _affine(scan: torch.Tensor) -> np.ndarray:
     return affine_of(scan)
 
 
-def _generation_metrics(real: list, synthetic: list) -> list[dict[str, Any]]:
-    from medgen.evaluate.features import normalize_percentile
+def _missing(metric: str, on: str, reason: str) -> dict[str, Any]:
+    """A metrics row that could not be computed: value None, and why (shown under the table)."""
+    return {"metric": metric, "value": None, "on": on, "reason": reason}
 
-    try:
-        from medgen.evaluate.generation import ms_ssim_diversity
-    except ImportError:
-        return []
-    shape = real[0].shape
-    if any(s.shape != shape for s in list(real) + list(synthetic)):
-        return []
+
+def _generation_metrics(real: list, synthetic: list) -> list[dict[str, Any]]:
+    """MS-SSIM diversity of the synthetic set and of the real set, each scan mapped to [-1, 1] by its own
+    0.5-99.5 percentiles; rows that cannot be computed say why."""
+    from medgen.evaluate.features import normalize_percentile
+    from medgen.evaluate.generation import ms_ssim_diversity, ms_ssim_min_size
+
+    names = {"synthetic": "MS-SSIM diversity (synthetic; 1 = identical)", "real": "MS-SSIM diversity (real, reference)"}
+    shapes = sorted({tuple(s.shape) for s in list(real) + list(synthetic)})
+    need = ms_ssim_min_size()
+    if len(shapes) > 1:
+        reason = f"the scans differ in shape ({', '.join(map(str, shapes))}); MS-SSIM compares scans voxel by voxel"
+    elif min(shapes[0][1:]) < need:
+        reason = f"scans of {shapes[0][1:]} voxels are too small: MS-SSIM needs {need} voxels a side"
+    else:
+        reason = None
+    if reason is not None:
+        return [_missing(name, "voxels", reason) for name in names.values()]
     to_unit = [normalize_percentile(torch.as_tensor(s)) * 2 - 1 for s in list(real) + list(synthetic)]
     r, s = to_unit[: len(real)], to_unit[len(real) :]
-    rows = []
-    try:
-        rows.append({"metric": "MS-SSIM diversity (synthetic; 1 = identical)", "value": ms_ssim_diversity(s),
-                     "on": "voxels"})
-        rows.append({"metric": "MS-SSIM diversity (real, reference)", "value": ms_ssim_diversity(r), "on": "voxels"})
-    except Exception:  # noqa: BLE001 - MS-SSIM needs volumes larger than its 5 scales allow
-        pass
-    return rows
+    if len(s) < 2:
+        first = _missing(names["synthetic"], "voxels", "needs at least 2 synthetic scans")
+    else:
+        first = {"metric": names["synthetic"], "value": ms_ssim_diversity(s), "on": "voxels"}
+    return [first, {"metric": names["real"], "value": ms_ssim_diversity(r), "on": "voxels"}]
 
 
 def _enhancement(real: Named, enhanced: Named, inputs: Named) -> dict[str, Any]:
+    from medgen.evaluate.fidelity import fidelity
     from medgen.evaluate.qc import region_differences
 
     real_by, inputs_by = dict(real), dict(inputs)
     fidelity_rows, regions = [], {}
     for name, out_scan in enhanced:
         if name in real_by:
-            try:
-                from medgen.evaluate.fidelity import fidelity
-
-                fidelity_rows.append({"scan": name, **fidelity(out_scan, real_by[name])})
-            except ImportError:
-                pass
+            fidelity_rows.append({"scan": name, **fidelity(out_scan, real_by[name])})
         if name in inputs_by:
             regions[name] = region_differences(inputs_by[name], out_scan)
     return {"fidelity": fidelity_rows, "regions": regions}
@@ -184,6 +191,9 @@ def write_evaluation_report(
                         f"{name}: enhanced minus input (scan units; red = brighter after enhancement).")
     page.heading("Realism and diversity")
     page.table("Metrics", results["metrics"], ["metric", "value", "on"])
+    for row in results["metrics"]:
+        if row.get("reason"):
+            page.text(f"{row['metric']}: not computed, {row['reason']}.", note=True)
     edges = np.linspace(*_range([s for _, s in list(real) + list(synthetic)]), 65)
     groups = {"real": dist.histograms([s for _, s in real], edges),
               "synthetic": dist.histograms([s for _, s in synthetic], edges)}
@@ -253,7 +263,7 @@ def write_run_report(run_dir: str | Path, out: str | Path) -> Path:
 
 def _range(scans: list) -> tuple[float, float]:
     values = np.concatenate([dist.foreground_values(s) for s in scans])
-    lo, hi = np.percentile(values, [0.5, 99.5])
+    lo, hi = robust_range(values)
     return float(lo), float(hi if hi > lo else lo + 1)
 
 

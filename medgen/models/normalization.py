@@ -13,6 +13,8 @@ from typing import Literal
 import numpy as np
 import torch
 
+from medgen.intensity import robust_range
+
 
 @dataclass
 class Normalization:
@@ -49,7 +51,7 @@ class Normalization:
 def fit_percentile(images: list[torch.Tensor], low: float = 0.5, high: float = 99.5, units: str = "") -> Normalization:
     """Percentile normalisation measured over all voxels of ``images`` (each ``(C, *spatial)``)."""
     flat = np.concatenate([np.asarray(im.detach().cpu().float()).ravel() for im in images])
-    lo, hi = np.percentile(flat, [low, high])
+    lo, hi = robust_range(flat, low, high)
     if hi <= lo:
         hi = lo + 1.0
     return Normalization("percentile", float(lo), float(hi), units)

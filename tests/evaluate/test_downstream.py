@@ -93,6 +93,10 @@ def test_cli_downstream_writes_the_tstr_table(tmp_path, monkeypatch):
     assert tstr["test_subjects"] == ["sub-001"] and [r["n_train"] for r in tstr["rows"]] == [1, 1, 2]
     assert "TSTR segmentation Dice" in (out / "index.html").read_text()
     assert "TSTR Dice" in result.output
+    # one synthetic scan: the set metrics that need two are listed with the reason, not dropped
+    metrics = {r["metric"]: r for r in json.loads((out / "metrics.json").read_text())["metrics"]}
+    assert metrics["FID"]["value"] is None and "2 synthetic" in metrics["FID"]["reason"]
+    assert "FID: not computed, needs at least 2 synthetic scans" in (out / "index.html").read_text()
 
 
 def test_cli_downstream_without_labels_is_one_line_error(tmp_path):

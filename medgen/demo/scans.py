@@ -1,8 +1,4 @@
-"""``medgen demo``: the main job on the built-in data, end to end, in a few minutes on a CPU.
-
-Each step writes into one output folder and returns the paths it wrote, so the CLI can print them
-and notebooks can show them.
-"""
+"""The data part of ``medgen demo``: every scan format, the simulated cohort and the CT phantom."""
 
 from __future__ import annotations
 

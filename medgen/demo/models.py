@@ -1,8 +1,7 @@
 """The generative part of ``medgen demo``: three small models on the built-in 3 mm brain cohort.
 
 Trains a VAE, a GAN and a rectified-flow diffusion model (6 mm voxels, tiny networks: a few minutes
-on a 2-core CPU), samples two volumes from each and writes a montage. The ``medgen demo`` command
-can call :func:`demo_models` and print what it returns.
+on a 2-core CPU), samples two volumes from each and writes a montage.
 """
 
 from __future__ import annotations
