@@ -1,10 +1,13 @@
-"""Train the pretrained blind 3D denoiser shipped as ``medgen/weights/denoiser3d.safetensors``.
+"""Train the pretrained blind 3D denoiser shipped as the model folder ``medgen/weights/denoiser3d/``.
 
 Runs on a CPU or a GPU (``--device cuda``; crops are cut and noised on the device, see
 :mod:`medgen.enhance.training_data`). ``--time-budget`` stops at a wall-clock limit (the learning
-rate schedule follows whichever of steps and time runs out first) and ``--checkpoint-every`` writes
-the model as it goes, so a run killed at a limit still leaves weights. Every random choice comes
-from ``--seed``. The shipped weights' card records the exact command, device and wall time.
+rate schedule follows whichever of steps and time runs out first) and ``--checkpoint DIR
+--checkpoint-every S`` writes an exact-resume checkpoint and the model folder as it goes, so a run
+killed at a limit still leaves weights and ``--resume`` continues it. The loop is
+:func:`medgen.training.loop.fit` (progress bar with ETA, ``--log-dir`` TensorBoard, bf16 with
+``--amp``), shared with every other single-network fit. Every random choice comes from ``--seed``.
+The shipped weights' card records the exact command, device and wall time.
 
 Training data (all built in, nothing downloaded): the MNI152 T1 at 1 and 2 mm in its own contrast and
 random synthetic contrasts, and ``--ct`` noise-free CT phantoms at 2-4.5 mm voxels, for
@@ -24,9 +27,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from medgen.enhance.networks import DENOISER_FEATURES, Denoiser3d
-from medgen.enhance.pretrained import WEIGHTS_DIR, load_denoiser, save_model, training_record
+from medgen.enhance.pretrained import load_denoiser
 from medgen.enhance.training_data import Source, flip_and_permute, load_sources, random_contrast, random_crop
+from medgen.models.enhancers import DENOISER_FEATURES, Denoiser3d
+from medgen.models.hub import SHIPPED_DIR
+from medgen.models.task_network import training_record, write_task_network
+from medgen.training.loop import Phase, cosine, fit
 
 SIGMA_RANGE = (0.005, 0.20)
 
@@ -64,14 +70,6 @@ def sample_batch(sources: list[Source], gen: torch.Generator, batch: int, crop: 
     return noisy, clean_t, told
 
 
-def learning_rate(lr: float, progress: float, warmup: float = 0.05) -> float:
-    """Linear warm-up over the first ``warmup`` of training, then cosine decay to 2 % of ``lr``."""
-    if progress < warmup:
-        return lr * max(progress / warmup, 0.01)
-    t = min((progress - warmup) / (1 - warmup), 1.0)
-    return lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * t)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--steps", type=int, default=2500)
@@ -90,8 +88,12 @@ def main() -> None:
     parser.add_argument("--features", default=",".join(map(str, DENOISER_FEATURES)),
                         help="BasicUNet feature sizes of a fresh network (6 ints; ignored with --init)")
     parser.add_argument("--name", default="denoiser3d")
-    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR, help="folder for NAME.safetensors + NAME.json")
+    parser.add_argument("--out", type=Path, default=SHIPPED_DIR, help="writes the model folder OUT/NAME")
+    parser.add_argument("--checkpoint", type=Path, default=None,
+                        help="exact-resume checkpoint folder (written every --checkpoint-every seconds and at the end)")
     parser.add_argument("--checkpoint-every", type=float, default=None, help="also save every this many seconds")
+    parser.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    parser.add_argument("--log-dir", type=Path, default=None, help="TensorBoard folder")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
 
@@ -103,54 +105,51 @@ def main() -> None:
                            workers=args.workers)
     print(f"{len(sources)} training volumes ready in {time.time() - t0:.0f}s", flush=True)
     features = tuple(int(f) for f in args.features.split(","))
-    net = load_denoiser(args.init)[0] if args.init else Denoiser3d(features)
-    net = net.to(args.device).train()
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.amp and args.device.startswith("cuda"))
-    start, running, identity, step = time.time(), [], [], 0
-    last_save = start
-    while step < args.steps and (args.time_budget is None or time.time() - start < args.time_budget):
-        step += 1
-        progress = step / args.steps
-        if args.time_budget:
-            progress = max(progress, (time.time() - start) / args.time_budget)
-        for group in opt.param_groups:
-            group["lr"] = learning_rate(args.lr, progress)
+    net = load_denoiser(args.init).network if args.init else Denoiser3d(features)
+    net = net.to(args.device)
+    running, identity = [], []
+
+    def loss_at(step: int) -> torch.Tensor:
         noisy, clean, sigma = sample_batch(sources, gen, args.batch, args.crop, args.ct_fraction)
-        with autocast:
-            pred = net(noisy, sigma)
-        loss = torch.mean((pred.float() - clean) ** 2)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        running.append(loss.detach())
         identity.append(torch.mean((noisy - clean) ** 2).detach())
-        if step % 100 == 0:
-            mse, base = torch.stack(running[-100:]).mean().item(), torch.stack(identity[-100:]).mean().item()
-            running, identity = running[-100:], identity[-100:]
-            print(f"step {step}  loss {mse:.2e}  ~PSNR {-10 * np.log10(mse):.2f} dB "
-                  f"(+{10 * np.log10(base / mse):.2f} dB over the noisy input)  "
-                  f"lr {opt.param_groups[0]['lr']:.1e}  {time.time() - start:.0f}s", flush=True)
-        if args.checkpoint_every and time.time() - last_save > args.checkpoint_every:
-            save(net, args, step, running, start, overwrite=True)
-            last_save = time.time()
-    card = save(net, args, step, running, start, overwrite=args.overwrite or bool(args.checkpoint_every))
+        return torch.mean((net(noisy, sigma).float() - clean) ** 2)
+
+    def report(step: int, loss: float) -> None:
+        running.append(loss)
+        if (step + 1) % 100 == 0:
+            mse, base = float(np.mean(running[-100:])), torch.stack(identity[-100:]).mean().item()
+            del identity[:-100]
+            print(f"step {step + 1}  loss {mse:.2e}  ~PSNR {-10 * np.log10(mse):.2f} dB "
+                  f"(+{10 * np.log10(base / mse):.2f} dB over the noisy input)  {time.time() - start:.0f}s", flush=True)
+
+    start = time.time()
+    result = fit([Phase(net, loss_at, lr=args.lr)], steps=args.steps, schedule=cosine(final=0.02, warmup=0.05),
+                 time_budget_s=args.time_budget, bf16=args.amp and args.device.startswith("cuda"), device=args.device,
+                 callback=report, progress=args.name, log_dir=args.log_dir, log_every=100,
+                 checkpoint=args.checkpoint, checkpoint_every_s=args.checkpoint_every, resume=args.resume,
+                 generators=[gen],
+                 on_checkpoint=lambda step: save(net, args, step, running, start, overwrite=True))
+    card = save(net, args, result.step, running, start,
+                overwrite=args.overwrite or args.checkpoint is not None)
     print(json.dumps(card["training"], indent=1))
 
 
 def save(net: Denoiser3d, args: argparse.Namespace, step: int, running: list, start: float, *,
          overwrite: bool) -> dict:
-    """Write ``NAME.safetensors`` + ``NAME.json`` (the model card) to ``--out``."""
-    card = {
-        "name": args.name,
+    """Write the model folder ``--out``/``--name`` (weights, config, card, model_card.md); returns the card."""
+    config = {
         "architecture": "Denoiser3d",
-        "features": list(net.features),
-        "task": "blind 3D denoising, noise std estimated from the scan and given as a second channel",
+        "network": {"features": list(net.features)},
         "normalisation": "x_norm = (x - p0.5) / (p99.5 - p0.5) over the whole scan; sigma in the same units",
         "noise": {
             "models": ["rician", "gaussian", "poisson (through the Anscombe transform)"],
             "sigma_range_of_bright_tissue": list(SIGMA_RANGE),
         },
+    }
+    card = {
+        "name": args.name,
+        "description": "blind 3D denoising, noise std estimated from the scan and given as a second channel",
+        "parameters": sum(p.numel() for p in net.parameters()),
         "training": {
             "data": "MNI152 2009a T1 at 1 and 2 mm (nilearn files via medgen.data.mni152), own T1 contrast "
             "with random gamma and random synthetic tissue contrasts from its CSF/GM/WM maps; "
@@ -159,15 +158,15 @@ def save(net: Denoiser3d, args: argparse.Namespace, step: int, running: list, st
             "init": args.init,
             "crop": args.crop, "batch": args.batch, "steps": step, "lr": args.lr, "seed": args.seed,
             "amp": bool(args.amp), "threads": args.threads, "loss": "MSE",
-            "final_loss": float(torch.stack(running[-100:]).mean()) if running else None,
             "script": "scripts/train_denoiser.py", **training_record(args.device, start),
         },
+        "metrics": {"train_mse_final": float(np.mean(running[-100:])) if running else None},
+        "metrics_source": "train_mse_final: mean of the last 100 training losses, normalised units.",
         "limitations": "Anatomy seen in training is the MNI152 template itself (benchmarks on it are not held "
         "out) and procedural CT phantoms, no patient scans.",
         "license": "Apache-2.0",
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_model(net, card, args.out / f"{args.name}.safetensors", args.out / f"{args.name}.json", overwrite=overwrite)
+    write_task_network(args.out / args.name, network=net, config=config, card=card, overwrite=overwrite)
     return card
 
 

@@ -1,6 +1,6 @@
-"""Train the pretrained slice super-resolution networks shipped as ``medgen/weights/superres2d*``.
+"""Train the pretrained slice super-resolution networks shipped as the model folders ``medgen/weights/superres2d*/``.
 
-Two networks come out of one run (both :class:`medgen.enhance.networks.SliceSR2d`, conditioned on
+Two networks come out of one run (both :class:`medgen.models.enhancers.SliceSR2d`, conditioned on
 the factor):
 
 - ``superres2d``: L1 loss on (degraded, sharp) 2D patches, for the first ``1 - --gan-fraction`` of
@@ -31,10 +31,13 @@ import torch
 from monai.losses import PatchAdversarialLoss
 from monai.networks.nets import PatchDiscriminator
 
-from medgen.enhance.networks import SliceSR2d
-from medgen.enhance.pretrained import DEFAULT_SUPERRES, GAN_SUPERRES, WEIGHTS_DIR, save_model, training_record
+from medgen.enhance.pretrained import DEFAULT_SUPERRES, GAN_SUPERRES
 from medgen.enhance.superres import degrade
 from medgen.enhance.training_data import Source, flip_and_permute, load_sources, random_contrast, random_crop
+from medgen.models.enhancers import SliceSR2d
+from medgen.models.hub import SHIPPED_DIR
+from medgen.models.task_network import training_record, write_task_network
+from medgen.training.loop import Phase, cosine, fit
 
 PATCH = 60
 
@@ -88,7 +91,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=1, help="processes drawing the CT phantoms")
     parser.add_argument("--ct", type=int, default=6)
     parser.add_argument("--ct-fraction", type=float, default=0.3)
-    parser.add_argument("--out", type=Path, default=WEIGHTS_DIR)
+    parser.add_argument("--out", type=Path, default=SHIPPED_DIR, help="writes the model folders OUT/superres2d*")
     parser.add_argument("--overwrite", action="store_true")
     args = parser.parse_args()
 
@@ -105,84 +108,77 @@ def main() -> None:
     disc = PatchDiscriminator(spatial_dims=2, num_layers_d=3, channels=32, in_channels=1, out_channels=1)
     disc = disc.to(args.device)
     adv = PatchAdversarialLoss(criterion="least_squares")
-    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    opt_d = torch.optim.Adam(disc.parameters(), lr=args.lr * 0.5, betas=(0.5, 0.999))
-    autocast = torch.autocast("cuda", dtype=torch.bfloat16, enabled=args.amp and args.device.startswith("cuda"))
-    start, step, l1_log, gan_started = time.time(), 0, [], False
+    bf16 = args.amp and args.device.startswith("cuda")
+    l1_log: list[float] = []
+    current: dict[str, torch.Tensor] = {}  # the generator phase's batch and output, for the discriminator
 
-    def progress() -> float:
-        p = step / args.steps
-        return max(p, (time.time() - start) / args.time_budget) if args.time_budget else p
-
-    while progress() < 1.0:
-        step += 1
-        p = progress()
-        gan = p >= 1 - args.gan_fraction
-        if gan and not gan_started:
-            save(net, args, DEFAULT_SUPERRES, step, l1_log, start, factors)
-            gan_started, gan_start_step = True, step
-        phase = p / (1 - args.gan_fraction) if not gan else 1.0
-        lr = args.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * min(phase, 1.0)))) if not gan else args.lr * 0.1
-        for group in opt.param_groups:
-            group["lr"] = lr
+    def l1_at(step: int, with_adv: bool = False) -> torch.Tensor:
         degraded, sharp, f = sample_batch(sources, gen, args.batch, factors, mats, args.ct_fraction)
-        with autocast:
-            pred = net(degraded, f)
-        l1 = torch.mean(torch.abs(pred.float() - sharp))
-        loss = l1
-        if gan:
-            with autocast:
-                g_adv = adv(disc(pred.float())[-1], target_is_real=True, for_discriminator=False)
-            loss = l1 + args.adv_weight * g_adv.float()
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        if gan:
-            with autocast:
-                d_loss = 0.5 * (adv(disc(pred.detach().float())[-1], target_is_real=False, for_discriminator=True)
-                                + adv(disc(sharp)[-1], target_is_real=True, for_discriminator=True))
-            opt_d.zero_grad(set_to_none=True)
-            d_loss.float().backward()
-            opt_d.step()
-        l1_log.append(l1.detach())
-        if step % 100 == 0:
-            l1_log = l1_log[-100:]
-            extra = f"  adv {g_adv.item():.3f}  disc {d_loss.item():.3f}" if gan else ""
-            print(f"step {step}  L1 {torch.stack(l1_log).mean().item():.4f}{extra}  lr {lr:.1e}  "
-                  f"{time.time() - start:.0f}s", flush=True)
-    if not gan_started:
-        save(net, args, DEFAULT_SUPERRES, step, l1_log, start, factors)
-    else:
-        save(net, args, GAN_SUPERRES, step, l1_log, start, factors, gan_steps=step - gan_start_step)
+        pred = net(degraded, f).float()
+        l1 = torch.mean(torch.abs(pred - sharp))
+        l1_log.append(float(l1.detach()))
+        current.update(pred=pred.detach(), sharp=sharp)
+        if not with_adv:
+            return l1
+        return l1 + args.adv_weight * adv(disc(pred)[-1], target_is_real=True, for_discriminator=False).float()
+
+    def disc_at(step: int) -> torch.Tensor:
+        fake = adv(disc(current["pred"])[-1], target_is_real=False, for_discriminator=True)
+        real = adv(disc(current["sharp"])[-1], target_is_real=True, for_discriminator=True)
+        return (0.5 * (fake + real)).float()
+
+    def report(step: int, loss: float) -> None:
+        if (step + 1) % 100 == 0:
+            print(f"step {step + 1}  L1 {np.mean(l1_log[-100:]):.4f}  loss {loss:.4f}  {time.time() - start:.0f}s",
+                  flush=True)
+
+    # Stage 1 (L1, cosine to 2 %) then stage 2 (L1 + adversarial, constant 10 % LR, with the
+    # discriminator), each with its share of the steps and of the time budget.
+    start = time.time()
+    l1_steps = round(args.steps * (1 - args.gan_fraction))
+    budget = (lambda share: args.time_budget * share) if args.time_budget else (lambda share: None)
+    common = dict(bf16=bf16, device=args.device, callback=report, generators=[gen])
+    first = fit([Phase(net, l1_at, lr=args.lr)], steps=l1_steps, schedule=cosine(final=0.02),
+                time_budget_s=budget(1 - args.gan_fraction), progress="superres2d (L1)", **common)
+    save(net, args, DEFAULT_SUPERRES, first.step, l1_log, start, factors)
+    if args.gan_fraction > 0:
+        gan_steps = args.steps - l1_steps
+        second = fit([Phase(net, lambda step: l1_at(step, with_adv=True), lr=args.lr * 0.1, name="generator"),
+                      Phase(disc, disc_at, lr=args.lr * 0.5, betas=(0.5, 0.999), name="discriminator")],
+                     steps=gan_steps, time_budget_s=budget(args.gan_fraction), progress="superres2d-gan", **common)
+        save(net, args, GAN_SUPERRES, first.step + second.step, l1_log, start, factors, gan_steps=second.step)
 
 
 def save(net: SliceSR2d, args: argparse.Namespace, name: str, step: int, l1_log: list, start: float,
          factors: list[int], gan_steps: int = 0) -> None:
-    """Write ``NAME.safetensors`` + ``NAME.json`` (model card) to ``--out``."""
+    """Write the model folder ``--out``/``name`` (weights, config.json, card.json, model_card.md)."""
+    config = {
+        "architecture": "SliceSR2d",
+        "network": {"channels": net.channels, "blocks": net.blocks},
+        "factors": factors,
+        "normalisation": "x_norm = (x - p0.5) / (p99.5 - p0.5) over the whole scan",
+    }
     card = {
         "name": name,
-        "architecture": "SliceSR2d",
-        "channels": net.channels,
-        "blocks": net.blocks,
-        "factors": factors,
-        "task": "through-plane super-resolution of a cubic-interpolated slice along its first axis; "
-        "box slice profile of the given factor",
-        "normalisation": "x_norm = (x - p0.5) / (p99.5 - p0.5) over the whole scan",
+        "description": "through-plane super-resolution of a cubic-interpolated slice along its first axis; "
+        "box slice profile of the given factor" + ("; refined with an adversarial term: sharper, less faithful "
+                                                   "detail" if gan_steps else ""),
+        "parameters": sum(p.numel() for p in net.parameters()),
         "training": {
             "data": "60x60 slices of 60^3 crops of the MNI152 2009a T1 (1 and 2 mm) in random T1 / synthetic "
             f"contrasts and, for {args.ct_fraction:.0%} of crops, {args.ct} noise-free CT phantoms (seeds 1000..)",
             "loss": "L1" + (f" + {args.adv_weight} x least-squares PatchGAN for the last {gan_steps} steps"
                             if gan_steps else ""),
             "steps": step, "batch": args.batch, "lr": args.lr, "seed": args.seed, "amp": bool(args.amp),
-            "final_l1": float(torch.stack(l1_log[-100:]).mean()) if l1_log else None,
             "script": "scripts/train_superres.py", **training_record(args.device, start),
         },
+        "metrics": {"train_l1_final": float(np.mean(l1_log[-100:])) if l1_log else None},
+        "metrics_source": "train_l1_final: mean L1 of the last 100 training steps, normalised units.",
         "limitations": "Anatomy seen in training is the MNI152 template itself (benchmarks on it are not held "
         "out) and procedural CT phantoms; box slice profiles only.",
         "license": "Apache-2.0",
     }
-    args.out.mkdir(parents=True, exist_ok=True)
-    save_model(net, card, args.out / f"{name}.safetensors", args.out / f"{name}.json", overwrite=args.overwrite)
+    write_task_network(args.out / name, network=net, config=config, card=card, overwrite=args.overwrite)
     print(f"saved {name} at step {step}", flush=True)
     print(json.dumps(card["training"], indent=1), flush=True)
 

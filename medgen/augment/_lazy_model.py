@@ -34,10 +34,11 @@ def resolve_device(device: str) -> str:
 
 
 def load_model_api():
-    """``medgen.load_model`` (the model zoo's loader), imported only when a model is needed."""
-    from medgen.models.hub import load_model
+    """The model zoo's loader of generative models (``medgen.load_model`` refusing enhancement networks),
+    imported only when a model is needed."""
+    from medgen.models.hub import load_generative
 
-    return load_model
+    return load_generative
 
 
 class LazyModel:

@@ -7,23 +7,38 @@ A :class:`~medgen.errors.MedgenError` raised anywhere becomes one line on stderr
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 from typer.core import TyperGroup
 
 import medgen
-from medgen.errors import MedgenError
+from medgen.errors import MedgenError, MedgenWarning
 
 
 class _MedgenGroup(TyperGroup):
-    """Turns medgen's own errors into a one-line message and exit code 1, with no traceback."""
+    """Turns medgen's own errors into a one-line message and exit code 1, with no traceback, and its
+    warnings into one ``warning: ...`` line each."""
 
     def invoke(self, ctx):  # noqa: D102
-        try:
-            return super().invoke(ctx)
-        except MedgenError as err:
-            typer.secho(f"error: {err}", fg="red", err=True)
-            raise typer.Exit(1) from None
+        with warnings.catch_warnings():
+            warnings.simplefilter("always", MedgenWarning)
+            warnings.showwarning = _show_warning
+            try:
+                return super().invoke(ctx)
+            except MedgenError as err:
+                typer.secho(f"error: {err}", fg="red", err=True)
+                raise typer.Exit(1) from None
+
+
+_python_showwarning = warnings.showwarning
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, MedgenWarning):
+        typer.secho(f"warning: {message}", fg="yellow", err=True)
+    else:
+        _python_showwarning(message, category, filename, lineno, file, line)
 
 
 app = typer.Typer(
@@ -69,6 +84,7 @@ from medgen.cli import data  # noqa: E402,F401
 from medgen.cli import train  # noqa: E402,F401
 from medgen.cli import synthesize  # noqa: E402,F401
 from medgen.cli import evaluate  # noqa: E402,F401
+from medgen.cli import models  # noqa: E402,F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -138,9 +138,9 @@ def diffusion_denoise(scan: torch.Tensor, model: str | Any, *, sigma: float | No
         if str(model) == DEFAULT_DENOISER:
             raise ConfigError("key 'model': --method diffusion needs a diffusion model folder (medgen train, "
                               "family: diffusion), not the shipped denoiser")
-        from medgen.models.hub import load_model
+        from medgen.models.hub import load_generative
 
-        model = load_model(model, device=device)
+        model = load_generative(model, device=device)
     array = scan.detach().cpu().float().numpy()
     means, stds, info = [], [], {}
     for c in range(array.shape[0]):

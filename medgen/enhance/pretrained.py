@@ -1,108 +1,54 @@
-"""Ship and load the pretrained enhancement networks: safetensors weights plus a JSON model card.
+"""The shipped denoiser and super-resolution networks, by name or model folder.
 
-A model is either a *name* shipped in ``medgen/weights/`` (``NAME.safetensors`` + ``NAME.json``) or a
-*folder* holding ``model.safetensors`` + ``config.json`` (what ``scripts/train_denoiser.py --out DIR``
-writes). The card records the architecture, the intensity normalisation and how the weights were
-trained (data, noise, steps, seed, script), so a model loads with one call and explains itself.
-Weights are stored as float16 (half the size) and loaded as float32. Nothing is ever downloaded.
+A model is a *shipped name* (``denoiser3d``, ``superres2d``, ``superres2d-gan``; ``medgen models``
+lists them) or a *folder* in the same layout, which ``scripts/train_denoiser.py`` and
+``scripts/train_superres.py`` write: ``model.safetensors`` + ``config.json`` (architecture, sizes,
+normalisation, factors) + ``card.json`` and ``model_card.md`` (data, training record, metrics); see
+:mod:`medgen.models.task_network`. Weights are stored as float16 (half the size) and loaded as float32.
+Nothing is ever downloaded.
 """
 
 from __future__ import annotations
 
-import json
-import platform
-import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
-import monai
-import torch
-from safetensors.torch import load_file, save_file
+from medgen.errors import ConfigError, DataError
+from medgen.models.hub import load_network
+from medgen.models.task_network import TaskNetwork
 
-from medgen.enhance.networks import Denoiser3d, SliceSR2d
-from medgen.errors import ConfigError
-from medgen.io.atomic import atomic_path
-
-WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "weights"
 DEFAULT_DENOISER = "denoiser3d"
 DEFAULT_SUPERRES = "superres2d"
 GAN_SUPERRES = "superres2d-gan"
 
 
-def model_files(model: str | Path) -> tuple[Path, Path]:
-    """``(weights, card)`` paths of a shipped model name, a model folder, or a ``.safetensors`` file.
+def _load(model: str | Path, task: str) -> TaskNetwork:
+    try:
+        return load_network(model, task)
+    except DataError as err:
+        raise ConfigError(f"key 'model': {err}") from None
+
+
+def load_denoiser(model: str | Path = DEFAULT_DENOISER) -> TaskNetwork:
+    """A :class:`~medgen.models.enhancers.Denoiser3d` model: ``.network`` (eval mode, float32, CPU),
+    ``.config``, ``.card`` (``card["name"]`` goes into the provenance of its outputs).
+
+    Args:
+        model: shipped name (default ``"denoiser3d"``) or a model folder.
 
     Raises:
-        ConfigError: naming ``--model`` when nothing usable is found.
+        ConfigError: naming ``model`` when it is not found, unreadable or not a denoiser.
     """
-    p = Path(model)
-    if p.is_dir():
-        weights, card = p / "model.safetensors", p / "config.json"
-    elif p.suffix == ".safetensors":
-        weights, card = p, p.with_suffix(".json")
-    else:
-        weights, card = WEIGHTS_DIR / f"{model}.safetensors", WEIGHTS_DIR / f"{model}.json"
-    if not weights.is_file() or not card.is_file():
-        shipped = sorted(w.stem for w in WEIGHTS_DIR.glob("*.safetensors"))
-        raise ConfigError(
-            f"key 'model': '{model}' is neither a shipped model ({', '.join(shipped) or 'none'}) nor a folder "
-            "with model.safetensors + config.json"
-        )
-    return weights, card
+    return _load(model, "denoise")
 
 
-def save_model(net: torch.nn.Module, card: dict[str, Any], weights: Path, card_path: Path, *, overwrite: bool) -> None:
-    """Write ``net``'s parameters (float16 safetensors) and ``card`` (JSON) atomically."""
-    tensors = {k: v.detach().to(torch.float16).contiguous() for k, v in net.state_dict().items()}
-    with atomic_path(weights, overwrite=overwrite) as tmp:
-        save_file(tensors, str(tmp), metadata={"format": "pt", "architecture": str(card.get("architecture"))})
-    with atomic_path(card_path, overwrite=overwrite) as tmp:
-        tmp.write_text(json.dumps(card, indent=2) + "\n")
-
-
-def _load(model: str | Path, architecture: str, build: Callable[[dict], torch.nn.Module]
-          ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    weights, card_path = model_files(model)
-    try:
-        card = json.loads(card_path.read_text())
-    except (ValueError, OSError) as err:
-        raise ConfigError(f"key 'model': {card_path} is not a readable model card ({err})") from None
-    if card.get("architecture") != architecture:
-        raise ConfigError(f"key 'model': {card_path} describes a {card.get('architecture')!r}, not a {architecture}")
-    try:
-        net = build(card)
-        net.load_state_dict({k: v.float() for k, v in load_file(str(weights)).items()})
-    except (KeyError, ValueError, RuntimeError, OSError) as err:
-        problem = str(err).splitlines()[0][:120] if str(err) else type(err).__name__
-        raise ConfigError(f"key 'model': {weights} is not a medgen {architecture} ({problem})") from None
-    return net.eval(), card
-
-
-def training_record(device: str, start: float) -> dict[str, Any]:
-    """What a model card records of the run that trained it: device, wall time, versions, command line."""
-    return {
-        "device": torch.cuda.get_device_name() if device.startswith("cuda") else "cpu",
-        "wall_time_s": round(time.time() - start, 1),
-        "torch": torch.__version__, "monai": monai.__version__, "python": platform.python_version(),
-        "command": " ".join(["python", *sys.argv]),
-    }
-
-
-def load_denoiser(model: str | Path = DEFAULT_DENOISER) -> tuple[Denoiser3d, dict[str, Any]]:
-    """Load a :class:`Denoiser3d` and its card (eval mode, float32, CPU).
+def load_superres(model: str | Path = DEFAULT_SUPERRES) -> TaskNetwork:
+    """A :class:`~medgen.models.enhancers.SliceSR2d` model; ``.config["factors"]`` are the up-sampling
+    factors it was trained for.
 
     Args:
-        model: shipped name (default ``"denoiser3d"``), a model folder, or a ``.safetensors`` file.
+        model: shipped name (``"superres2d"``, ``"superres2d-gan"``) or a model folder.
+
+    Raises:
+        ConfigError: naming ``model`` when it is not found, unreadable or not a super-resolution network.
     """
-    return _load(model, "Denoiser3d", lambda card: Denoiser3d(features=tuple(card["features"])))
-
-
-def load_superres(model: str | Path = DEFAULT_SUPERRES) -> tuple[SliceSR2d, dict[str, Any]]:
-    """Load a :class:`SliceSR2d` and its card (``factors``: the up-sampling factors it was trained for).
-
-    Args:
-        model: shipped name (``"superres2d"``, ``"superres2d-gan"``), a model folder, or a ``.safetensors`` file.
-    """
-    return _load(model, "SliceSR2d", lambda card: SliceSR2d(int(card["channels"]), int(card["blocks"])))
+    return _load(model, "superres")

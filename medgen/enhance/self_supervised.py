@@ -16,12 +16,12 @@ Example:
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 
 import torch
 
-from medgen.enhance.networks import Denoiser3d
+from medgen.models.enhancers import Denoiser3d
+from medgen.training.loop import Phase, cosine, fit
 
 
 def neighbor_indices(shape: tuple[int, ...], generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
@@ -80,7 +80,8 @@ def fit_neighbor2neighbor(
     Args:
         noisy: ``(1, 1, X, Y, Z)`` normalised scan (see :func:`medgen.enhance.denoise.normalise`).
         sigma: noise std in the same normalised units (the network's conditioning input).
-        steps: optimiser steps on ``batch`` random ``crop``³ crops; ``time_limit_s`` stops earlier.
+        steps: optimiser steps on ``batch`` random ``crop``³ crops (Adam, cosine LR to 5 %, through
+            :func:`medgen.training.loop.fit`); ``time_limit_s`` stops earlier, the LR following time.
         gamma: weight of the regulariser (0 gives plain Noise2Noise on the sub-volumes).
         callback: called as ``callback(step, loss)`` after every step (progress bars).
 
@@ -88,12 +89,8 @@ def fit_neighbor2neighbor(
         The loss of every step. ``net`` is left in eval mode on ``device``.
     """
     generator = torch.Generator().manual_seed(seed)
-    net.to(device).train()
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=lr * 0.05)
-    losses: list[float] = []
-    start = time.perf_counter()
-    for step in range(steps):
+
+    def loss_at(step: int) -> torch.Tensor:
         y = random_crops(noisy, crop, batch, generator)
         first, second = neighbor_indices(tuple(y.shape), generator)
         y, first, second = y.to(device), first.to(device), second.to(device)
@@ -102,16 +99,9 @@ def fit_neighbor2neighbor(
             full = net(y, sigma)
         f1, f2 = subsample(full, first), subsample(full, second)
         out = net(g1, sigma)
-        loss = torch.mean((out - g2) ** 2) + gamma * torch.mean((out - g2 - (f1 - f2)) ** 2)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        losses.append(loss.item())
-        if callback is not None:
-            callback(step, losses[-1])
-        if time_limit_s is not None and time.perf_counter() - start > time_limit_s:
-            break
-    net.eval()
-    return losses
+        return torch.mean((out - g2) ** 2) + gamma * torch.mean((out - g2 - (f1 - f2)) ** 2)
+
+    result = fit([Phase(net.to(device), loss_at, lr=lr)], steps=steps, schedule=cosine(final=0.05),
+                 time_budget_s=time_limit_s, device=device, callback=callback)
+    return result.losses["loss"]
 

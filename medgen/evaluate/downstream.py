@@ -25,7 +25,7 @@ briefly trained UNet measures the *relative* utility of training sets, not a sta
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -48,6 +48,7 @@ from medgen.augment.synthetic_pair import synthetic_pairs  # noqa: F401  (part o
 from medgen.errors import DataError
 from medgen.io.meta import affine_of, spacing_from_affine
 from medgen.seeding import seeded
+from medgen.training.loop import Phase, fit
 
 KEYS = ["image", "label"]
 ROI = (48, 48, 48)
@@ -89,22 +90,23 @@ def train_segmenter(
     # caller's random state is restored afterwards.
     with seeded(seed, device):
         net = UNet(3, 1, NUM_CLASSES, channels=(8, 16, 32), strides=(2, 2), num_res_units=1).to(device)
-        opt = torch.optim.Adam(net.parameters(), lr)
         loss_fn = DiceCELoss(to_onehot_y=True, softmax=True)
         loader = DataLoader(Dataset(list(items), segmentation_pipeline(augment, roi)), batch_size=batch_size,
                             shuffle=True, num_workers=0)
-        step = 0
-        net.train()
-        while step < steps:
-            for batch in loader:
-                opt.zero_grad()
-                loss = loss_fn(net(batch["image"].to(device)), batch["label"].long().to(device))
-                loss.backward()
-                opt.step()
-                step += 1
-                if step >= steps:
-                    break
+        batches = _endless(loader)
+
+        def loss_at(step: int) -> torch.Tensor:
+            batch = next(batches)
+            return loss_fn(net(batch["image"].to(device)), batch["label"].long().to(device))
+
+        fit([Phase(net, loss_at, lr=lr)], steps=steps, device=device)
     return net.eval()
+
+
+def _endless(loader: DataLoader) -> Iterator[dict]:
+    """Batches of ``loader``, epoch after epoch (each epoch reshuffled)."""
+    while True:
+        yield from loader
 
 
 @torch.no_grad()

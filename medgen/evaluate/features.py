@@ -2,13 +2,14 @@
 
 MONAI's usual 3D feature networks download their weights, which medgen never does. Two sources:
 
-- **shipped** (default): :class:`FeatureNet3d`, a small 3D CNN (~0.3 M parameters, 128 features)
-  trained *here*, self-supervised, on medgen's built-in simulated brain cohort by
+- **shipped** (default): :class:`~medgen.models.features.FeatureNet3d`, a small 3D CNN (0.88 M
+  parameters, 128 features) trained *here*, self-supervised, on medgen's built-in simulated brain cohort by
   ``scripts/train_features.py`` (pretext tasks: which 90-degree rotation was applied, and which
   image corruption -- none, noise, blur, bias field, Gibbs ringing, gamma -- so the features see
   both anatomy and image quality). It is *not* an ImageNet/Inception network: FID values computed
-  with it are comparable only with each other, never with published FIDs. Its name and training
-  details are in ``medgen/weights/features_ssl3d.json``.
+  with it are comparable only with each other, never with published FIDs. It ships as the model
+  folder ``features_ssl3d`` (``medgen.load_model("features_ssl3d")``); its card names it
+  ``medgen-ssl3d-v1`` and records its training.
 - **local file**: a MedicalNet (3D ResNet-10/18/34/50, ``.pth``) or RadImageNet-style 2D ResNet
   weights file the user already has. The architecture is read from the state-dict keys; 2D networks
   see 16 axial slices and average their features.
@@ -24,55 +25,30 @@ grid. :attr:`FeatureExtractor.name` says which features a number or figure used.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from monai.networks.blocks import Convolution
 from torch import nn
 
 from medgen.errors import ConfigError, DataError
+from medgen.intensity import robust_range
 
-WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 SHIPPED_NAME = "features_ssl3d"
+"""The shipped feature network's model name (:func:`medgen.load_model` loads it)."""
 _STRIP_PREFIXES = ("module.", "backbone.", "model.", "encoder.", "net.")
-
-
-class FeatureNet3d(nn.Module):
-    """Small 3D CNN encoder: ``(B, 1, X, Y, Z)`` in [0, 1] → ``(B, channels[-1])`` features.
-
-    Each stage is a stride-2 3x3x3 convolution then a stride-1 one (batch norm, leaky ReLU); the
-    last feature map is averaged over space. Batch norm, not group/instance norm: per-sample
-    normalisation would divide out exactly the global contrast and noise level that image-quality
-    features must see. Pretext-task heads (used only in training) live outside the network.
-    """
-
-    def __init__(self, channels: Sequence[int] = (16, 32, 64, 128)) -> None:
-        super().__init__()
-        layers: list[nn.Module] = []
-        c_in = 1
-        for c in channels:
-            layers.append(Convolution(3, c_in, c, strides=2, kernel_size=3, act="leakyrelu", norm="batch"))
-            layers.append(Convolution(3, c, c, strides=1, kernel_size=3, act="leakyrelu", norm="batch"))
-            c_in = c
-        self.encoder = nn.Sequential(*layers)
-        self.out_features = int(channels[-1])
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x).mean(dim=(2, 3, 4))
 
 
 def normalize_percentile(volume: torch.Tensor, low: float = 0.5, high: float = 99.5) -> torch.Tensor:
     """Map ``volume`` (any shape) so its ``low``/``high`` percentiles become 0/1 (clipped to [0, 1])."""
     v = volume.float()
     flat = v.flatten()
-    if flat.numel() > 2_000_000:
+    if flat.numel() > 2_000_000:  # a strided sample keeps this fast on whole-head scans
         flat = flat[:: flat.numel() // 2_000_000 + 1]
-    lo, hi = torch.quantile(flat, torch.tensor([low / 100, high / 100]))
-    return ((v - lo) / (hi - lo).clamp_min(1e-6)).clamp(0.0, 1.0)
+    lo, hi = robust_range(flat, low, high)
+    return ((v - lo) / max(hi - lo, 1e-6)).clamp(0.0, 1.0)
 
 
 def normalize_zscore(volume: torch.Tensor) -> torch.Tensor:
@@ -174,11 +150,6 @@ def mmd(real: torch.Tensor, synthetic: torch.Tensor) -> float:
     return float(k[:n, :n].mean() + k[n:, n:].mean() - 2 * k[:n, n:].mean())
 
 
-def shipped_weights_path() -> Path:
-    """Path of the shipped self-supervised feature network (``medgen/weights/features_ssl3d.safetensors``)."""
-    return WEIGHTS_DIR / f"{SHIPPED_NAME}.safetensors"
-
-
 def load_feature_extractor(path: str | Path | None = None) -> FeatureExtractor:
     """The shipped extractor (``path=None``), or one built from a local weights file.
 
@@ -188,8 +159,8 @@ def load_feature_extractor(path: str | Path | None = None) -> FeatureExtractor:
             ``"state_dict"`` and with ``module.``/``backbone.`` prefixes. Nothing is downloaded.
 
     Raises:
-        DataError: the shipped weights are missing (run ``scripts/train_features.py``), or the
-            file cannot be read or is not a ResNet state dict.
+        DataError: the shipped model folder is missing or broken (``scripts/train_features.py`` rebuilds
+            it), or the file cannot be read or is not a ResNet state dict.
     """
     if path is None:
         return _load_shipped()
@@ -197,18 +168,12 @@ def load_feature_extractor(path: str | Path | None = None) -> FeatureExtractor:
 
 
 def _load_shipped() -> FeatureExtractor:
-    from safetensors.torch import load_file
+    from medgen.models.hub import load_network
 
-    weights = shipped_weights_path()
-    card = weights.with_suffix(".json")
-    if not weights.is_file() or not card.is_file():
-        raise DataError(f"{weights}: shipped feature network missing; run scripts/train_features.py")
-    info = json.loads(card.read_text())
-    net = FeatureNet3d(channels=info["channels"])
-    net.load_state_dict(load_file(str(weights)))
-    size = tuple(int(s) for s in info["input_size"])
-    name = f"{info['name']} (self-supervised on medgen's built-in cohort)"
-    return FeatureExtractor(net.eval(), size, "percentile", name)
+    model = load_network(SHIPPED_NAME, "features")
+    size = tuple(int(s) for s in model.config["input_size"])
+    name = f"{model.card.get('name', SHIPPED_NAME)} (self-supervised on medgen's built-in cohort)"
+    return FeatureExtractor(model.network, size, "percentile", name)
 
 
 def _read_state_dict(path: Path) -> dict[str, torch.Tensor]:

@@ -25,6 +25,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from medgen.training.loop import Phase, cosine, fit
+
 
 class ActNorm(nn.Module):
     """Per-coordinate ``y = (x - bias) * exp(-log_scale)``, initialised on the first batch seen."""
@@ -136,21 +138,13 @@ def fit_flow(
     flow.train()
     with torch.no_grad():  # ActNorm initialisation on a large first batch
         flow(data[torch.randperm(len(data), generator=g)[: max(batch_size, 1024)]])
-    opt = torch.optim.Adam(flow.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, steps)
-    losses = []
-    for _ in range(steps):
+
+    def loss_at(step: int) -> torch.Tensor:
         x = data[torch.randint(len(data), (batch_size,), generator=g)]
         x = x + jitter * torch.randn(x.shape, generator=g)
-        loss = -flow.log_prob(x).mean() / flow.dim
-        opt.zero_grad()
-        loss.backward()
-        nn.utils.clip_grad_norm_(flow.parameters(), 10.0)
-        opt.step()
-        sched.step()
-        losses.append(float(loss.detach()))
-    flow.eval()
-    return losses
+        return -flow.log_prob(x).mean() / flow.dim
+
+    return fit([Phase(flow, loss_at, lr=lr, grad_clip=10.0)], steps=steps, schedule=cosine()).losses["loss"]
 
 
 def patches(

@@ -114,8 +114,9 @@ def test_auto_picks_the_pretrained_network_where_it_knows_the_factor(mni_block, 
     from medgen.enhance.pretrained import load_superres
     from medgen.enhance.superres import auto_method
 
-    card = load_superres()[1]
-    assert card["architecture"] == "SliceSR2d" and card["training"]["script"] == "scripts/train_superres.py"
+    model = load_superres()
+    assert model.config["architecture"] == "SliceSR2d"
+    assert model.card["training"]["script"] == "scripts/train_superres.py"
     assert auto_method(4) == "pretrained" and auto_method(9) == "smore" and auto_method(1) == "cubic"
     with pytest.raises(ConfigError, match="factor"):
         superres(mni_block, factor=9, axis=2, method="pretrained")

@@ -1,7 +1,8 @@
 """Small enhancement networks: a noise-level-conditioned 3D denoiser and a 2D slice SR network.
 
 Both are plain ``nn.Module``s with every size an argument; training and inference live elsewhere
-(:mod:`medgen.enhance.self_supervised`, :mod:`medgen.enhance.inference`, ``scripts/``).
+(:mod:`medgen.enhance.self_supervised`, :mod:`medgen.enhance.inference`, ``scripts/``), and their
+shipped weights are model folders (:mod:`medgen.models.task_network`).
 """
 
 from __future__ import annotations

@@ -1,0 +1,112 @@
+"""Every shipped model is one model folder, loads by name with ``medgen.load_model`` and runs on a real volume."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import medgen
+from medgen.enhance.pretrained import load_denoiser
+from medgen.errors import ConfigError, DataError
+from medgen.evaluate.features import prepare
+from medgen.models import GenerativeModel, TaskNetwork
+from medgen.models.enhancers import SliceSR2d
+from medgen.models.hub import BUILTIN_MODELS, list_models, load_generative, load_network
+from medgen.models.task_network import load_task_network, write_task_network
+
+TASKS = {"ct-lesions": "synthesis", "denoiser3d": "denoise", "superres2d": "superres", "superres2d-gan": "superres",
+         "features_ssl3d": "features"}
+
+
+def _unit(block: torch.Tensor) -> torch.Tensor:
+    """The MNI block ``(1, X, Y, Z)`` mapped by its 0.5/99.5 percentiles to [0, 1]."""
+    lo, hi = torch.quantile(block.flatten(), torch.tensor([0.005, 0.995]))
+    return ((block - lo) / (hi - lo)).clamp(0, 1)
+
+
+def test_every_shipped_name_loads_and_runs_a_forward_pass_on_a_real_volume(mni_block):
+    assert set(BUILTIN_MODELS) == set(TASKS)
+    x = _unit(mni_block.as_tensor().float())[None]  # (1, 1, 32, 28, 24)
+    for name, task in TASKS.items():
+        model = medgen.load_model(name)
+        assert model.name == name and not model.network.training, name
+        assert model.card and model.path.is_dir()
+        with torch.no_grad():
+            if task == "synthesis":
+                assert isinstance(model, GenerativeModel)
+                labels = F.one_hot((x[:, 0] > 0.2).long(), 9).permute(0, 4, 1, 2, 3).float()  # background / tissue
+                out = model.network(x * 2 - 1, torch.tensor([500]), labels=labels)
+                assert out.shape == x.shape
+            elif task == "denoise":
+                noisy = x + 0.05 * torch.randn(x.shape, generator=torch.Generator().manual_seed(0))
+                out = model.network(noisy, 0.05)
+                assert out.shape == x.shape and (out - x).abs().mean() < 0.75 * (noisy - x).abs().mean()
+            elif task == "superres":
+                factor = model.config["factors"][0]
+                out = model.network(x[:, :, :, :, 12], factor)  # one axial slice (1, 1, 32, 28)
+                assert out.shape == (1, 1, 32, 28)
+            else:
+                out = model.network(prepare(mni_block, model.config["input_size"])[None])
+                assert out.shape == (1, model.config["features"])
+        assert torch.isfinite(out).all(), name
+        if isinstance(model, TaskNetwork):
+            assert model.task == task and next(model.network.parameters()).dtype == torch.float32
+
+
+def test_shipped_folders_share_one_layout_with_a_card_that_records_the_training_run():
+    for info in list_models():
+        files = {p.name for p in info.path.iterdir()}
+        assert {"model.safetensors", "model_card.md", "card.json"} <= files, info.name
+        assert "config.json" in files or "config.yaml" in files
+        training = json.loads((info.path / "card.json").read_text())["training"]
+        assert training["steps"] > 0 and training["wall_time_s"] > 0 and training["device"], info.name
+        assert info.metrics and info.task == TASKS[info.name]
+
+
+def test_unknown_name_is_a_data_error_listing_the_shipped_names():
+    with pytest.raises(DataError) as err:
+        medgen.load_model("no-such-model")
+    message = str(err.value)
+    assert "\n" not in message and all(name in message for name in BUILTIN_MODELS)
+
+
+def test_loaders_refuse_a_model_of_another_task():
+    with pytest.raises(DataError, match="not a generative model"):
+        load_generative("denoiser3d")
+    with pytest.raises(DataError, match="a superres model, not a features network"):
+        load_network("superres2d", "features")
+    with pytest.raises(ConfigError, match="key .model.*a synthesis model, not a denoise network"):
+        load_denoiser("ct-lesions")
+
+
+def test_written_folder_loads_back_as_float32_with_its_card(tmp_path):
+    net = SliceSR2d(4, 1)
+    torch.nn.init.normal_(net.tail.weight, std=0.1)
+    config = {"architecture": "SliceSR2d", "network": {"channels": 4, "blocks": 1}, "factors": [2, 3]}
+    card = {"name": "tiny-sr", "training": {"steps": 1, "wall_time_s": 0.1, "device": "cpu"}, "metrics": {"l1": 0.5}}
+    folder = write_task_network(tmp_path / "tiny-sr", network=net, config=config, card=card)
+    model = medgen.load_model(folder)
+    assert (model.name, model.task, model.card["name"]) == ("tiny-sr", "superres", "tiny-sr")
+    assert 'medgen.load_model("tiny-sr")' in model.card_text and "l1: 0.5" in model.card_text
+    x = torch.rand(1, 1, 8, 8)
+    assert torch.allclose(model.network(x, 2.0), net(x, 2.0), atol=1e-2)  # float16 on disk
+    with pytest.raises(Exception, match="already exists"):
+        write_task_network(folder, network=net, config=config, card=card)
+
+
+def test_a_broken_config_fails_with_one_line_naming_the_file(tmp_path):
+    folder = write_task_network(tmp_path / "m", network=SliceSR2d(4, 1),
+                                config={"architecture": "SliceSR2d", "network": {"channels": 4, "blocks": 1}}, card={})
+    config = json.loads((folder / "config.json").read_text())
+    for change, problem in (({"architecture": "os.system"}, "key 'architecture'"),
+                            ({"network": {"channels": 4, "blocks": 1, "depth": 3}}, "key 'network'"),
+                            ({"network": {"channels": 4096, "blocks": 1000}}, "do not match config.json"),
+                            ({"network": {"channels": 4, "blocks": 10**9}}, "key 'network.blocks'"),
+                            ({"network": {"channels": 8, "blocks": 1}}, "do not match config.json")):
+        (folder / "config.json").write_text(json.dumps({**config, **change}))
+        with pytest.raises(DataError, match=problem) as err:
+            load_task_network(folder)
+        assert "\n" not in str(err.value)
