@@ -21,8 +21,8 @@ from medgen.enhance.denoise import denoise as denoise_scan
 from medgen.enhance.diffusion_denoise import diffusion_denoise
 from medgen.enhance.superres import superres as superres_scan
 from medgen.errors import ConfigError, MedgenError, ScanWriteError
-from medgen.io import load_scan, save_scan
-from medgen.io.atomic import check_output_path, full_suffix
+from medgen.io import check_save, load_scan, save_scan
+from medgen.io.atomic import check_output, full_suffix
 from medgen.io.itk import ITK_SUFFIXES
 from medgen.io.load import NIFTI_SUFFIXES
 
@@ -53,7 +53,7 @@ def _run(src: Path, dst: Path, work: Callable[[torch.Tensor, Stages | None], tor
     columns = (TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
                TimeElapsedColumn(), TimeRemainingColumn())
     if batch is None:
-        check_output_path(dst, overwrite=overwrite, inputs=[src])
+        check_save(dst, overwrite=overwrite, inputs=[src])
         scan = load_scan(src)
         with Progress(*columns, console=console, transient=True) as progress:
             tasks: dict[str, int] = {}
@@ -71,6 +71,7 @@ def _run(src: Path, dst: Path, work: Callable[[torch.Tensor, Stages | None], tor
         raise ScanWriteError(dst, "a folder input needs an output folder")
     if dst.resolve() == src.resolve():
         raise ScanWriteError(dst, "output folder is the input folder; choose another")
+    check_output(dst, overwrite=True, inputs=[src], is_dir=True)  # scans go inside: an existing folder is fine
     failed: list[str] = []
     with Progress(*columns, console=console) as progress:
         task = progress.add_task("enhancing", total=len(batch))
@@ -78,7 +79,7 @@ def _run(src: Path, dst: Path, work: Callable[[torch.Tensor, Stages | None], tor
             progress.update(task, description=path.name)
             try:
                 target = dst / path.name
-                check_output_path(target, overwrite=overwrite, inputs=[path])
+                check_save(target, overwrite=overwrite, inputs=[path])
                 save_scan(work(load_scan(path), None), target, overwrite=overwrite, inputs=[path])
             except MedgenError as err:
                 failed.append(str(err))
@@ -126,7 +127,7 @@ def denoise(
             raise ConfigError("key 'uncertainty': only --method diffusion gives an uncertainty map")
         if batch_inputs(src) if src.is_dir() else None:
             raise ConfigError("key 'uncertainty': give one scan, not a folder, with --uncertainty")
-        check_output_path(uncertainty, overwrite=overwrite, inputs=[src])
+        check_save(uncertainty, overwrite=overwrite, inputs=[src])
 
     def work(scan: torch.Tensor, progress: Stages | None) -> torch.Tensor:
         if chosen == "diffusion":

@@ -10,7 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from medgen.cli import app
-from medgen.io import load_scan, save_scan, scan_info
+from medgen.io import check_save, load_scan, save_scan, scan_info
 from medgen.io.provenance import mark
 from medgen.versions import versions
 
@@ -48,6 +48,7 @@ def convert(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing output."),
 ) -> None:
     """Convert a scan between formats, keeping its world geometry and metadata."""
+    check_save(dst, overwrite=overwrite, inputs=[src])
     scan = load_scan(src, series_uid=series_uid)
     scan = mark(scan, "convert", synthetic=False, source=str(src))
     out = save_scan(scan, dst, dtype=dtype, overwrite=overwrite, inputs=[src])

@@ -10,6 +10,8 @@ from rich.console import Console
 from medgen.cli import app
 
 console = Console()
+SAVE_EVERY = 16
+"""Volumes drawn between saves: a multiple of every automatic batch size, so samples do not change."""
 
 
 @app.command()
@@ -38,9 +40,10 @@ def synthesize(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace existing samples."),
 ) -> None:
     """Sample NIfTI volumes marked synthetic (model, seed, sampler, steps in their metadata), or a pool."""
-    from medgen.models import load_model
+    from medgen.models.hub import load_generative
     from medgen.synthesize import parse_condition, save_samples
     from medgen.synthesize import synthesize as draw
+    from medgen.synthesize.save import sample_paths
     from medgen.training.distributed import resolve_device
 
     if pool:
@@ -48,12 +51,18 @@ def synthesize(
         _write_pool(model_dir, out, num, seed, sampler, steps, labels, strength, resolve_device(device), overwrite,
                     lesions=lesions, lesion_label=lesion_label, host_labels=hosts)
         return
-    model = load_model(model_dir, device=resolve_device(device))
+    sample_paths(out, num, overwrite=overwrite)  # before any work: nothing is overwritten, nothing escapes --out
+    cond = parse_condition(condition)
+    model = load_generative(model_dir, device=resolve_device(device))
+    written = []
     with _progress() as bar:
         task = bar.add_task("", total=num)
-        scans = draw(model, num, seed=seed, sampler=sampler, steps=steps, condition=parse_condition(condition),
-                     guidance=guidance, progress=lambda i, n: bar.update(task, completed=i))
-    for path in save_samples(scans, out, overwrite=overwrite):
+        for start in range(0, num, SAVE_EVERY):  # saved as drawn: memory holds SAVE_EVERY volumes, not num
+            scans = draw(model, min(SAVE_EVERY, num - start), seed=seed + start, sampler=sampler, steps=steps,
+                         condition=cond, guidance=guidance,
+                         progress=lambda i, n, done=start: bar.update(task, completed=done + i))
+            written += save_samples(scans, out, overwrite=overwrite, first_index=start)
+    for path in written:
         console.print(f"  [bold]{path}[/bold]")
 
 

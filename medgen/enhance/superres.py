@@ -13,7 +13,7 @@ Geometry: thick voxel ``k`` covers thin voxels ``kF .. kF+F-1``, so its centre s
 ``A_out = A_in @ [diag(n_in/n_out), (n_in/n_out - 1)/2]``, so both grids span the same extent in
 world space.
 
-A *pretrained* variant of the same 2D network (``medgen/weights/superres2d``, trained by
+A *pretrained* variant of the same 2D network (the shipped model ``superres2d``, trained by
 ``scripts/train_superres.py`` on the built-in MR and CT volumes with simulated box slice profiles of
 factors 2-6) restores the detail at once, and ``"adapt"`` fine-tunes it on the scan's own in-plane
 pairs; ``superres2d-gan`` is that network refined with an adversarial term (MONAI
@@ -25,7 +25,7 @@ Example:
 
 from __future__ import annotations
 
-import json
+import math
 from collections.abc import Callable, Sequence
 from functools import partial
 
@@ -33,12 +33,14 @@ import numpy as np
 import torch
 from scipy import ndimage
 
-from medgen.enhance.networks import SliceSR2d
-from medgen.enhance.pretrained import DEFAULT_SUPERRES, GAN_SUPERRES, load_superres, model_files
+from medgen.enhance.pretrained import DEFAULT_SUPERRES, GAN_SUPERRES, load_superres
 from medgen.errors import ConfigError
+from medgen.intensity import robust_range
 from medgen.io.meta import affine_of, like, spacing_from_affine
 from medgen.io.provenance import mark
+from medgen.models.enhancers import SliceSR2d
 from medgen.seeding import seeded
+from medgen.training.loop import Phase, cosine, fit
 
 METHODS = ("auto", "pretrained", "adapt", "gan", "smore", "cubic", "linear", "nearest")
 # optimiser steps on the scan itself: a fresh network (smore) needs many, a pretrained one a few. SMORE on a
@@ -49,6 +51,9 @@ DEFAULT_STEPS = {"pretrained": 0, "gan": 0, "adapt": 60, "smore": 4000}
 AUTO_SMORE_STEPS = 300
 SCRATCH_LR, ADAPT_LR = 1e-3, 1e-4
 _ORDERS = {"nearest": 0, "linear": 1, "cubic": 3}
+MAX_OUTPUT_VOXELS = 2**29
+"""Voxels (all channels) of an output: 2 GiB per float32 copy, and the learned methods hold about six
+copies; 512x512x2048 still fits. A larger request is refused before any work."""
 
 
 def resampled_affine(affine: np.ndarray, shape_in: Sequence[int], shape_out: Sequence[int]) -> np.ndarray:
@@ -147,11 +152,10 @@ def fit_smore(
     if net is None:
         with seeded(seed):  # the fresh network's initial weights, without touching the caller's RNG
             net = SliceSR2d()
-    net = net.to(device).train()
-    opt = torch.optim.Adam(net.parameters(), lr=lr)
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(steps, 1), eta_min=lr * 0.05)
+    net = net.to(device)
     ph, pw = min(patch, sharp.shape[1]), min(patch, sharp.shape[2])
-    for step in range(steps):
+
+    def loss_at(step: int) -> torch.Tensor:
         idx = rng.integers(0, len(sharp), batch)
         r0 = rng.integers(0, sharp.shape[1] - ph + 1, batch)
         c0 = rng.integers(0, sharp.shape[2] - pw + 1, batch)
@@ -160,14 +164,10 @@ def fit_smore(
         flip = rng.random(batch) < 0.5  # mirror along the sharp axis: anatomy has no handedness here
         xin[flip], tgt[flip] = xin[flip, :, ::-1], tgt[flip, :, ::-1]
         xt, tt = (torch.from_numpy(np.ascontiguousarray(a))[:, None].to(device) for a in (xin, tgt))
-        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16, enabled=bf16):
-            loss = torch.mean(torch.abs(net(xt, factor) - tt))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
-        if callback is not None:
-            callback(step, loss.item())
+        return torch.mean(torch.abs(net(xt, factor) - tt))
+
+    fit([Phase(net, loss_at, lr=lr)], steps=steps, schedule=cosine(final=0.05), bf16=bf16, device=device,
+        callback=callback)
     return net.eval()
 
 
@@ -200,12 +200,12 @@ def network_for(method: str, factor: int, model: str | None, steps: int) -> tupl
     if method == "smore":
         return None, "smore-self-supervised", steps
     name = model or (GAN_SUPERRES if method == "gan" else DEFAULT_SUPERRES)
-    net, card = load_superres(name)
-    factors = [int(f) for f in card.get("factors", [])]
+    loaded = load_superres(name)
+    net, factors = loaded.network, [int(f) for f in loaded.config.get("factors", [])]
     if factor not in factors:
         raise ConfigError(f"key 'factor': {factor} is not one the model '{name}' was trained for "
                           f"({', '.join(map(str, factors))}); use --method smore, which learns any factor")
-    return net, str(card.get("name", name)), steps if method == "adapt" else 0
+    return net, str(loaded.card.get("name", loaded.name)), steps if method == "adapt" else 0
 
 
 def superres_array(
@@ -238,7 +238,7 @@ def superres_array(
     steps = DEFAULT_STEPS[method] if steps is None else steps
     net, name, steps = network_for(method, factor, model, steps)
     v = np.moveaxis(np.asarray(x, np.float32), axis, 2)
-    low, high = np.percentile(v, [0.5, 99.5])
+    low, high = robust_range(v)
     scale = float(max(high - low, 1e-6))
     vn = (v - low) / scale
     bf16 = bool(steps) and bf16_native(device)
@@ -267,24 +267,37 @@ def plan(affine: np.ndarray, shape: Sequence[int], *, factor: float | None, axis
 
     With ``spacing``, the learned factor is the rounded ratio along the thickest axis; every axis is
     then resampled (cubic) to the exact grid ``round(n * old / new)``.
+
+    Raises:
+        ConfigError: naming the key: a factor that is not an integer >= 1, an axis other than 0-2, a
+            spacing that is not three positive sizes, or an output over :data:`MAX_OUTPUT_VOXELS` voxels.
     """
-    old = np.asarray(spacing_from_affine(affine))
+    old = np.asarray(spacing_from_affine(affine), float)
+    if len(shape) != 3 or not np.all(np.isfinite(old) & (old > 0)):
+        raise ConfigError(f"key 'scan': super-resolution needs a 3D scan with positive voxel sizes, got shape "
+                          f"{list(shape)}, spacing {np.round(old, 4).tolist()} mm")
+    if axis is not None and axis not in (0, 1, 2):
+        raise ConfigError(f"key 'axis': {axis} is not 0, 1 or 2")
     if spacing is not None:
         target = np.asarray(spacing, float)
-        if target.shape != (3,) or np.any(target <= 0):
-            raise ConfigError("key 'spacing': give three positive voxel sizes in mm, e.g. 1,1,1")
+        if target.shape != (3,) or not np.all(np.isfinite(target) & (target > 0)):
+            raise ConfigError(f"key 'spacing': give three positive voxel sizes in mm, e.g. 1,1,1 (got {spacing})")
         ratios = old / target
         axis = int(np.argmax(ratios)) if axis is None else axis
         final = [max(1, int(round(n * r))) for n, r in zip(shape, ratios)]
-        return max(1, int(round(ratios[axis]))), axis, final
-    if factor is None or factor < 1 or abs(factor - round(factor)) > 1e-6:
-        raise ConfigError("key 'factor': give an integer factor >= 1 (or use --spacing for other grids)")
-    axis = int(np.argmax(old)) if axis is None else axis
-    if axis not in (0, 1, 2):
-        raise ConfigError(f"key 'axis': {axis} is not 0, 1 or 2")
-    final = list(shape)
-    final[axis] *= int(round(factor))
-    return int(round(factor)), axis, final
+        f, key = max(1, int(round(ratios[axis]))), "spacing"
+    else:
+        if factor is None or not np.isfinite(factor) or factor < 1 or abs(factor - round(factor)) > 1e-6:
+            raise ConfigError(f"key 'factor': give an integer factor >= 1, got {factor} "
+                              "(or use --spacing for other grids)")
+        f, key = int(round(factor)), "factor"
+        axis = int(np.argmax(old)) if axis is None else axis
+        final = list(shape)
+        final[axis] *= f
+    if math.prod(final) > MAX_OUTPUT_VOXELS:
+        raise ConfigError(f"key '{key}': the output would be {'x'.join(map(str, final))} = {math.prod(final):,} "
+                          f"voxels, over medgen's bound of {MAX_OUTPUT_VOXELS:,} (2 GiB of float32)")
+    return f, axis, final
 
 
 def auto_method(factor: int, model: str | None = None) -> str:
@@ -294,10 +307,12 @@ def auto_method(factor: int, model: str | None = None) -> str:
     if factor == 1:
         return "cubic"
     try:
-        card = json.loads(model_files(model or DEFAULT_SUPERRES)[1].read_text())
-    except (ConfigError, OSError, ValueError):
+        factors = load_superres(model or DEFAULT_SUPERRES).config.get("factors", [])
+    except ConfigError:
+        if model is not None:  # the user's own model must load; only a missing shipped one falls back
+            raise
         return "smore"
-    return "pretrained" if factor in [int(f) for f in card.get("factors", [])] else "smore"
+    return "pretrained" if factor in [int(f) for f in factors] else "smore"
 
 
 def superres(
@@ -337,11 +352,24 @@ def superres(
         raise ConfigError(f"key 'method': unknown '{method}', choose one of {', '.join(METHODS)}")
     array = scan.detach().cpu().float().numpy()
     affine = affine_of(scan)
+    if steps is not None and steps < 0:
+        raise ConfigError(f"key 'steps': must be >= 0, got {steps}")
+    if not 0 <= seed < 2**32:
+        raise ConfigError(f"key 'seed': must be between 0 and 2**32 - 1, got {seed}")
     f, axis, final = plan(affine, array.shape[1:], factor=factor, axis=axis, spacing=spacing)
+    key = "spacing" if spacing is not None else "factor"
+    if math.prod(final) * array.shape[0] > MAX_OUTPUT_VOXELS:
+        raise ConfigError(f"key '{key}': {array.shape[0]} channels of {'x'.join(map(str, final))} voxels are over "
+                          f"medgen's bound of {MAX_OUTPUT_VOXELS:,}")
     if method == "auto":
         method = auto_method(f, model)
         if method == "smore" and steps is None:
             steps = AUTO_SMORE_STEPS
+    in_plane = [n for i, n in enumerate(array.shape[1:]) if i != axis]
+    if method not in _ORDERS and min(in_plane) < f:
+        raise ConfigError(f"key '{key}': x{f} with method '{method}' learns from in-plane detail, which needs "
+                          f"in-plane axes of at least {f} voxels (this scan: {'x'.join(map(str, in_plane))}); "
+                          "use a smaller factor or --method cubic")
     channels, info = [], {}
     for c in range(array.shape[0]):
         out, info = superres_array(array[c], f, axis, method=method, model=model, steps=steps, seed=seed,

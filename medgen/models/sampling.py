@@ -48,6 +48,9 @@ def resolve_sampler(cfg: DiffusionConfig, sampler: str | None, steps: int | None
     default, default_steps = default_sampler(cfg)
     sampler = sampler or default
     check_sampler(cfg, sampler)
+    if steps is not None and not 1 <= steps <= cfg.num_train_timesteps:
+        raise ConfigError(f"key 'steps': must be between 1 and the model's {cfg.num_train_timesteps} training "
+                          f"timesteps, got {steps}")
     return sampler, steps or (cfg.num_train_timesteps if sampler == "ddpm" else default_steps)
 
 

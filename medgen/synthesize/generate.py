@@ -54,6 +54,8 @@ def synthesize(
     Returns:
         MetaTensors with the training data's affine, marked synthetic.
     """
+    if not math.isfinite(guidance):
+        raise ConfigError(f"key 'guidance': must be a finite number, got {guidance}")
     cfg = model.config
     device = next(model.network.parameters()).device
     family = cfg.family

@@ -8,20 +8,42 @@ A run config has four sections, each strictly checked (unknown keys and wrong ty
     data:  {source: brain, n_subjects: 12, resolution: 3, ...}
     train: {steps: 300, batch_size: 2, lr: 2.0e-4, ...}
     loss:  {kl_weight: 1.0e-6, adv_weight: 0.0, ...}
+
+:func:`check_config` also bounds every size and count (see :data:`MAX_BATCH_VOXELS`,
+:data:`MAX_DATA_VALUES` and :mod:`medgen.models.config`), so an absurd config fails in milliseconds
+with one line, before a run folder exists or data are loaded. Command-line overrides (``--steps``,
+``--data``) go through the same checks: :func:`load_config` applies them to the YAML before parsing.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
-
-import yaml
+from typing import Any, Literal
 
 from medgen.errors import ConfigError
-from medgen.models.build import size_multiple
-from medgen.models.config import ModelConfig, from_dict, to_dict
+from medgen.models.build import check_network, size_multiple
+from medgen.models.config import (
+    MAX_INPUT_CHANNELS,
+    ModelConfig,
+    check_model_config,
+    from_dict,
+    in_range,
+    read_yaml,
+    to_dict,
+)
 from medgen.models.shapes import round_up
+
+MAX_BATCH_VOXELS = 2**28
+"""Voxels x channels of one micro-batch (``batch_size`` x patch or model size): 1 GiB of float32."""
+MAX_DATA_VALUES = 2**31
+"""Values of the cached training set (subjects x model size x channels): 8 GiB of float32."""
+MAX_SUBJECTS = 1000
+RUN_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+"""A run ``name``: one plain folder name, so ``runs/<name>`` stays inside ``runs/``."""
 
 
 @dataclass
@@ -103,7 +125,12 @@ class LossConfig:
 
 @dataclass
 class RunConfig:
-    """A whole training run: what to build, on which data, how to train it."""
+    """A whole training run: what to build, on which data, how to train it.
+
+    ``name`` is the default run folder ``runs/<name>``, so it must be one plain folder name (letters,
+    digits, ``.``, ``_``, ``-``, starting with a letter or digit, at most 100 characters): a name with a
+    path separator, ``..`` or an absolute path is refused rather than sanitised, so it cannot escape.
+    """
 
     model: ModelConfig
     name: str = "medgen-model"
@@ -119,23 +146,33 @@ def parse_config(data: dict) -> RunConfig:
     return cfg
 
 
-def load_config(path: str | Path) -> RunConfig:
-    """Read and strictly check a YAML run config.
+def load_config(path: str | Path, overrides: dict[str, Any] | None = None) -> RunConfig:
+    """Read and strictly check a YAML run config, with ``overrides`` (dotted keys, e.g.
+    ``{"train.steps": 50}``) applied to the YAML first, so they pass the same checks.
 
     Raises:
-        ConfigError: unreadable YAML, unknown key, wrong type or inconsistent values (key named).
+        ConfigError: unreadable or unsafe YAML, unknown key, wrong type, out-of-range or inconsistent
+            values; the message names the file and the key.
     """
     p = Path(path)
-    if not p.is_file():
-        raise ConfigError(f"{p}: config file not found")
+    data = read_yaml(p)
     try:
-        data = yaml.safe_load(p.read_text())
-    except yaml.YAMLError as err:
-        raise ConfigError(f"{p}: not valid YAML ({str(err).splitlines()[0]})") from None
-    try:
-        return parse_config(data or {})
+        return parse_config(override(data, overrides or {}))
     except ConfigError as err:
         raise ConfigError(f"{p}: {err}") from None
+
+
+def override(data: dict, overrides: dict[str, Any]) -> dict:
+    """A copy of the config dict ``data`` with each dotted key of ``overrides`` set (None: left as is)."""
+    out = {k: dict(v) if isinstance(v, dict) else v for k, v in data.items()}
+    for dotted, value in overrides.items():
+        if value is None:
+            continue
+        section, _, key = dotted.partition(".")
+        if not isinstance(out.get(section, {}), dict):
+            raise ConfigError(f"key '{section}': expected a mapping, got {out[section]!r}")
+        out[section] = {**out.get(section, {}), key: value}
+    return out
 
 
 def config_dict(cfg: RunConfig) -> dict:
@@ -144,18 +181,25 @@ def config_dict(cfg: RunConfig) -> dict:
 
 
 def check_config(cfg: RunConfig) -> None:
-    """Cross-field checks the types alone cannot express."""
+    """Value and cross-field checks the types alone cannot express, naming the key; rounds
+    ``model.size`` and ``data.patch_size`` up to what the network's downsampling needs.
+
+    Reads no file but ``loss.perceptual_weights``; :func:`check_inputs` checks the data folder and
+    the VAE of a latent diffusion model.
+    """
+    if not RUN_NAME.fullmatch(cfg.name):
+        raise ConfigError(f"key 'name': {cfg.name!r} is not a plain run name (letters, digits, '.', '_', '-', "
+                          "starting with a letter or digit, at most 100 characters); it names the folder runs/<name>")
     m = cfg.model
-    if m.spatial_dims not in (2, 3):
-        raise ConfigError(f"key 'model.spatial_dims': must be 2 or 3, got {m.spatial_dims}")
-    if len(m.size) != m.spatial_dims:
-        raise ConfigError(f"key 'model.size': needs {m.spatial_dims} entries, got {m.size}")
+    check_model_config(m)
     if m.family != "ldm":
         m.size = round_up(m.size, size_multiple(m))
-    if m.family == "ldm" and not m.vae_path:
+        check_network(m)
+    elif not m.vae_path:
         raise ConfigError("key 'model.vae_path': latent diffusion needs a trained VAE model folder")
-    if len(m.diffusion.attention) != len(m.diffusion.channels):
-        raise ConfigError("key 'model.diffusion.attention': needs one entry per entry of model.diffusion.channels")
+    _check_data(cfg)
+    _check_train(cfg)
+    _check_loss(cfg)
     if cfg.data.patch_size is not None and m.family == "gan":
         raise ConfigError("key 'data.patch_size': the GAN generates whole volumes; patches need vae/diffusion")
     mean_image = {"vae": m.vae.mean_image, "diffusion": m.diffusion.mean_image}.get(m.family, False)
@@ -173,6 +217,11 @@ def check_config(cfg: RunConfig) -> None:
     if m.family == "diffusion" and m.diffusion.label_classes and cfg.data.condition != "labels":
         raise ConfigError("key 'data.condition': a label-conditioned diffusion model (model.diffusion.label_classes) "
                           "needs data.condition: labels")
+    if cfg.loss.perceptual_weight > 0 and importlib.util.find_spec("torchvision") is None:
+        raise ConfigError(
+            "key 'loss.perceptual_weight': the perceptual loss (MONAI's ResNet-50) needs torchvision, which is not "
+            "installed, and local weights (medgen never downloads weights); set loss.perceptual_weight: 0 and use "
+            "loss.adv_weight for sharper reconstructions, or install torchvision")
     if cfg.loss.perceptual_weight > 0 and not cfg.loss.perceptual_weights:
         raise ConfigError(
             "key 'loss.perceptual_weights': a perceptual loss needs local network weights (a file path); "
@@ -180,5 +229,117 @@ def check_config(cfg: RunConfig) -> None:
         )
     if cfg.loss.perceptual_weights and not Path(cfg.loss.perceptual_weights).is_file():
         raise ConfigError(f"key 'loss.perceptual_weights': file not found: {cfg.loss.perceptual_weights}")
-    if cfg.train.grad_accum < 1 or cfg.train.batch_size < 1 or cfg.train.steps < 1:
-        raise ConfigError("key 'train': steps, batch_size and grad_accum must be >= 1")
+
+
+def check_inputs(cfg: RunConfig) -> ModelConfig | None:
+    """Check what a run reads from disk before it starts: ``data.folder``, and for latent diffusion
+    the VAE model folder ``model.vae_path`` (its config, and the diffusion network on its latents).
+
+    Returns:
+        The VAE's model config for family ``ldm``, else None.
+
+    Raises:
+        ConfigError: naming the key and the file.
+    """
+    d, m = cfg.data, cfg.model
+    if d.source == "folder":
+        if not d.folder:
+            raise ConfigError("key 'data.folder': data.source is 'folder' but no folder was given "
+                              "(set data.folder or pass --data DIR)")
+        if not Path(d.folder).is_dir():
+            raise ConfigError(f"key 'data.folder': {d.folder} is not a folder")
+    if m.family != "ldm":
+        return None
+    from medgen.models.hub import read_model_config
+
+    try:
+        vae_cfg = read_model_config(Path(str(m.vae_path)) / "config.yaml")
+    except ConfigError as err:
+        raise ConfigError(f"key 'model.vae_path': {err}") from None
+    if vae_cfg.family != "vae":
+        raise ConfigError(f"key 'model.vae_path': {m.vae_path} holds a {vae_cfg.family} model, not a VAE")
+    check_network(m, vae_cfg)
+    return vae_cfg
+
+
+def _check_data(cfg: RunConfig) -> None:
+    d, m, t = cfg.data, cfg.model, cfg.train
+    builtin = d.source != "folder"
+    in_range("data.n_subjects", d.n_subjects, 1, MAX_SUBJECTS)
+    in_range("data.val_subjects", d.val_subjects, 0, d.n_subjects - 1 if builtin else None)
+    in_range("data.seed", d.seed, 0, 2**32 - 1)
+    if d.source == "brain":
+        from medgen.data.contrast import CONTRASTS
+
+        if d.resolution not in (1, 2, 3):
+            raise ConfigError(f"key 'data.resolution': the built-in cohort is simulated at 1, 2 or 3 mm, "
+                              f"got {d.resolution}")
+        unknown = [c for c in d.contrasts if c not in CONTRASTS] if d.contrasts else ["(none)"]
+        if unknown:
+            raise ConfigError(f"key 'data.contrasts': {unknown[0]!r} is not one of {', '.join(CONTRASTS)}")
+    labelled = d.condition in ("labels", "tissue_fractions")
+    in_range("data.label_classes", d.label_classes, 2 if labelled else 1, MAX_INPUT_CHANNELS)
+    _check_pair("data.percentiles", d.percentiles, 0, 100)
+    _check_pair("data.hu_window", d.hu_window, None, None)
+    in_range("data.slices", d.slices, 1, 4096)
+    in_range("data.downsample", d.downsample, 1, 16)
+    if d.patch_size is not None:
+        if len(d.patch_size) != m.spatial_dims:
+            raise ConfigError(f"key 'data.patch_size': needs {m.spatial_dims} entries, got {d.patch_size}")
+        for i, p in enumerate(d.patch_size):
+            in_range(f"data.patch_size[{i}]", p, 1, m.size[i])
+        if m.family != "ldm":
+            d.patch_size = round_up(d.patch_size, size_multiple(m))
+            if any(p > s for p, s in zip(d.patch_size, m.size)):
+                raise ConfigError(f"key 'data.patch_size': {d.patch_size} (rounded up to the network's "
+                                  f"downsampling) is larger than model.size {m.size}")
+    channels = m.in_channels + (d.label_classes if d.condition == "labels" else 0)
+    spatial = d.patch_size or m.size
+    batch = t.batch_size * math.prod(spatial) * channels
+    if batch > MAX_BATCH_VOXELS:
+        raise ConfigError(f"key 'train.batch_size': {t.batch_size} x {'x'.join(map(str, spatial))} voxels x "
+                          f"{channels} channels is {batch:,} values per micro-batch, over medgen's bound of "
+                          f"{MAX_BATCH_VOXELS:,}; use a smaller batch_size (with grad_accum) or data.patch_size")
+    items = d.n_subjects * (d.slices if m.spatial_dims == 2 else 1)
+    items *= len(d.contrasts) if d.contrast_mode == "condition" else 1
+    cached = items * math.prod(m.size) * channels
+    if builtin and cached > MAX_DATA_VALUES:
+        raise ConfigError(f"key 'data.n_subjects': {items} training items of {'x'.join(map(str, m.size))} voxels x "
+                          f"{channels} channels is {cached:,} cached values, over medgen's bound of "
+                          f"{MAX_DATA_VALUES:,}; use fewer subjects or a smaller model.size")
+
+
+def _check_train(cfg: RunConfig) -> None:
+    t = cfg.train
+    in_range("train.steps", t.steps, 1)
+    in_range("train.batch_size", t.batch_size, 1)
+    in_range("train.grad_accum", t.grad_accum, 1, 1024)
+    in_range("train.lr", t.lr, 1e-12, 10.0)
+    if t.disc_lr is not None:
+        in_range("train.disc_lr", t.disc_lr, 1e-12, 10.0)
+    if len(t.betas) != 2 or not all(0 <= b < 1 for b in t.betas):
+        raise ConfigError(f"key 'train.betas': expected two numbers in [0, 1), got {t.betas}")
+    in_range("train.weight_decay", t.weight_decay, 0, 10.0)
+    in_range("train.warmup_steps", t.warmup_steps, 0)
+    in_range("train.grad_clip", t.grad_clip, 0)
+    if not 0 <= t.ema_decay < 1:
+        raise ConfigError(f"key 'train.ema_decay': must be in [0, 1) (0: no EMA), got {t.ema_decay!r}")
+    for key in ("val_every", "checkpoint_every", "log_every"):
+        in_range(f"train.{key}", getattr(t, key), 0)
+    in_range("train.seed", t.seed, 0, 2**32 - 1)
+
+
+def _check_loss(cfg: RunConfig) -> None:
+    for key in ("kl_weight", "adv_weight", "perceptual_weight", "r1_weight"):
+        in_range(f"loss.{key}", getattr(cfg.loss, key), 0)
+    in_range("loss.adv_start", cfg.loss.adv_start, 0)
+
+
+def _check_pair(key: str, pair: list[float], low: float | None, high: float | None) -> None:
+    """``pair`` is ``[a, b]`` with ``a < b``, both finite and within ``[low, high]``."""
+    if len(pair) != 2:
+        raise ConfigError(f"key '{key}': expected two numbers [low, high], got {pair}")
+    for i, v in enumerate(pair):
+        in_range(f"{key}[{i}]", v, low, high)
+    if not pair[0] < pair[1]:
+        raise ConfigError(f"key '{key}': low must be below high, got {pair}")

@@ -20,6 +20,7 @@ import contextlib
 import json
 import math
 import random
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,12 +32,13 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 
 from medgen.errors import ConfigError
 from medgen.io.atomic import atomic_path
-from medgen.models.hub import load_model, write_model
+from medgen.models.config import to_dict
+from medgen.models.hub import load_model, read_model_config, write_model
 from medgen.models.normalization import Normalization
 from medgen.seeding import seeded
 from medgen.training import distributed
 from medgen.training.checkpoint import load_checkpoint, save_checkpoint, set_rng_state
-from medgen.training.config import RunConfig, config_dict
+from medgen.training.config import RunConfig, check_inputs, config_dict, override, parse_config
 from medgen.training.data import PreparedData, make_loader, prepare_data, random_patches
 from medgen.training.ema import EMA
 from medgen.training.recipes import Recipe, make_recipe
@@ -63,37 +65,83 @@ def seed_everything(seed: int) -> None:
 
 
 def train(
-    cfg: RunConfig, out: str | Path, *, resume: bool = False, device: str = "auto", steps: int | None = None,
-    progress: bool = True, stop_at: int | None = None,
+    cfg: RunConfig, out: str | Path, *, resume: bool = False, overwrite: bool = False, device: str = "auto",
+    steps: int | None = None, progress: bool = True, stop_at: int | None = None,
 ) -> TrainResult:
     """Train ``cfg`` into run folder ``out``.
 
+    The config (with ``steps``), its input files and the run folder are checked before anything is
+    loaded or written: a bad value or an occupied ``out`` fails at once with one line.
+
     Args:
-        resume: continue from ``out/checkpoint`` (required when ``out`` already holds a run).
+        resume: continue from ``out/checkpoint``.
+        overwrite: start over in an ``out`` that already holds files: its run files (:data:`RUN_FILES`)
+            are deleted first, anything else is left. Without ``resume`` or ``overwrite``, ``out`` must
+            be absent or empty.
         device: ``cpu``, ``cuda`` or ``auto``; AMP (``train.precision``) applies on CUDA only.
-        steps: override ``train.steps`` (the total, not additional steps).
+        steps: override ``train.steps`` (the total, not additional steps), checked like the YAML value.
         stop_at: stop after this step as if interrupted (the checkpoint of that step is written);
             for time-boxed jobs and the resume test.
     """
     out = Path(out)
-    if steps is not None:
-        cfg.train.steps = steps
+    cfg = parse_config(override(config_dict(cfg), {"train.steps": steps}))
+    check_inputs(cfg)
+    check_run_folder(out, resume=resume, overwrite=overwrite)
+    if resume:
+        _check_same_model(cfg, out / "checkpoint" / "config.yaml")
     info = distributed.setup(device)
     try:
+        if overwrite and info.main:
+            for target in (out / name for name in RUN_FILES):
+                if target.is_dir():
+                    shutil.rmtree(target)
+                else:
+                    target.unlink(missing_ok=True)
+        distributed.barrier(info)
         with seeded(cfg.train.seed, info.device):  # the run is seeded; the caller's random state is restored
             return _run(cfg, out, info, resume=resume, progress=progress and info.main, stop_at=stop_at)
     finally:
         distributed.teardown(info)
 
 
+RUN_FILES = ("checkpoint", "model", "samples", "tb", "metrics.jsonl", "config.yaml")
+"""What a run writes into its folder (see the module docstring); ``overwrite`` deletes only these."""
+
+
+def check_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
+    """Refuse a run folder that would lose data: an existing, non-empty ``out`` needs ``resume`` (and a
+    checkpoint) or ``overwrite``.
+
+    Raises:
+        ConfigError: naming ``out`` and the option that allows it.
+    """
+    if resume and overwrite:
+        raise ConfigError(f"{out}: give --resume (continue the run) or --overwrite (start over), not both")
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"{out}: is a file, not a run folder; choose another --out")
+    if resume:
+        if not (out / "checkpoint" / "state.json").is_file():
+            raise ConfigError(f"--resume: no checkpoint in {out / 'checkpoint'}")
+        return
+    if not overwrite and out.is_dir() and any(out.iterdir()):
+        what = "holds a run" if any((out / name).exists() for name in RUN_FILES) else "is not empty"
+        raise ConfigError(f"{out}: already {what}; pass --resume to continue it, --overwrite to start over, "
+                          "or choose another --out")
+
+
+def _check_same_model(cfg: RunConfig, saved: Path) -> None:
+    """Refuse to resume a checkpoint whose networks ``cfg.model`` would not rebuild."""
+    before = to_dict(read_model_config(saved))
+    changed = [key for key, value in to_dict(cfg.model).items() if before.get(key) != value]
+    if changed:
+        raise ConfigError(f"--resume: key 'model.{changed[0]}' differs from the run's checkpoint ({saved}); "
+                          "resume with the model section the run was started with")
+
+
 def _run(cfg: RunConfig, out: Path, info: distributed.DistInfo, *, resume: bool, progress: bool,
          stop_at: int | None) -> TrainResult:
     t = cfg.train
     ckpt_dir = out / "checkpoint"
-    if resume and not (ckpt_dir / "state.json").is_file():
-        raise ConfigError(f"--resume: no checkpoint in {ckpt_dir}")
-    if not resume and (ckpt_dir / "state.json").is_file():
-        raise ConfigError(f"{out}: already holds a run; pass --resume to continue it or choose another --out")
     seed_everything(t.seed)
     ckpt = load_checkpoint(ckpt_dir) if resume else None
     norm = Normalization.from_json(ckpt["normalization"]) if ckpt else None
