@@ -39,12 +39,13 @@ import torch
 from medgen.enhance import noise as noise_models
 from medgen.enhance.collaborative import collaborative_wiener
 from medgen.enhance.inference import check_flips, fit_window, flip_ensemble, sliding_window
-from medgen.enhance.networks import Denoiser3d
 from medgen.enhance.pretrained import DEFAULT_DENOISER, load_denoiser
 from medgen.enhance.self_supervised import fit_neighbor2neighbor
 from medgen.errors import ConfigError
+from medgen.intensity import robust_range
 from medgen.io.meta import like, meta_of
 from medgen.io.provenance import mark
+from medgen.models.enhancers import Denoiser3d
 from medgen.seeding import seeded
 
 METHODS = ("auto", "pretrained", "adapt", "self-supervised", "diffusion")
@@ -55,6 +56,8 @@ DEFAULT_STEPS = {"adapt": 100, "self-supervised": 400}
 # over one pass, a second adds 0.3-0.6 dB and a third 0.07-0.13 dB (~1.7 s each for 96³ on 2 cores)
 DEFAULT_REFINE = 3
 WHOLE_AXIS = 128  # one window along axes up to this length: a 128³ window needs ~1 GiB on CPU
+MIN_WINDOW = 16  # the U-Net pools four times; shorter axes are padded to this by the sliding window
+MIN_FIT_AXIS = 32  # per-scan training (adapt, self-supervised) halves 32³ crops (Neighbor2Neighbor)
 
 
 @dataclass(frozen=True)
@@ -66,7 +69,7 @@ class Normalisation:
 
     @classmethod
     def of(cls, x: np.ndarray) -> Normalisation:
-        low, high = np.percentile(x, [0.5, 99.5])
+        low, high = robust_range(x)
         return cls(float(low), float(max(high - low, 1e-6)))
 
     def forward(self, x: np.ndarray) -> np.ndarray:
@@ -115,6 +118,9 @@ def denoise_array(
         raise ConfigError(f"key 'method': unknown '{method}', choose one of {', '.join(METHODS)}")
     x = np.asarray(x, dtype=np.float32)
     check_flips(flips)  # before any training
+    if method in ("adapt", "self-supervised") and min(x.shape) < MIN_FIT_AXIS:
+        raise ConfigError(f"key 'method': '{method}' trains on the scan and needs every axis >= {MIN_FIT_AXIS} "
+                          f"voxels, got {x.shape}; use --method pretrained")
     if refine < 0:
         raise ConfigError(f"key 'refine': must be 0 or more, got {refine}")
     info: dict = {"method": method, "noise": noise, "flips": flips, "refine": refine}
@@ -135,8 +141,8 @@ def denoise_array(
             # start near the identity: a few hundred steps on one scan must not spend the first undoing noise
             torch.nn.init.normal_(net.unet.final_conv.weight, std=1e-2)
     else:
-        net, card = load_denoiser(model)
-        model_name = card.get("name", str(model))
+        loaded = load_denoiser(model)
+        net, model_name = loaded.network, loaded.card.get("name", loaded.name)
     if method in ("adapt", "self-supervised"):
         steps = DEFAULT_STEPS[method] if steps is None else steps
         lr = ADAPT_LR if method == "adapt" else SCRATCH_LR  # fine-tuning must not forget the pretraining
@@ -146,7 +152,7 @@ def denoise_array(
     predict = flip_ensemble(lambda w: net(w, sigma_n), flips)
     stage = (lambda name: None) if progress is None else (lambda name: partial(progress, name))
     if roi is None:
-        roi = tuple(fit_window(n, WHOLE_AXIS) for n in x.shape)
+        roi = tuple(max(MIN_WINDOW, fit_window(n, WHOLE_AXIS)) for n in x.shape)
     out = sliding_window(predict, volume, roi=roi, device=device, progress=stage("network"))[0, 0].numpy()
     out = norm.inverse(out)
     if noise == "rician" and method == "self-supervised":

@@ -55,8 +55,8 @@ def test_self_supervised_training_needs_no_weights_and_learns(mni_crop, noisy_cr
     # do not yet beat the noisy input (see benchmarks/enhance.py); here: it trains and is recorded.
     noisy, sigma = noisy_crop
     from medgen.enhance.denoise import Normalisation
-    from medgen.enhance.networks import Denoiser3d
     from medgen.enhance.self_supervised import fit_neighbor2neighbor
+    from medgen.models.enhancers import Denoiser3d
 
     norm = Normalisation.of(noisy[0].numpy())
     torch.manual_seed(0)
@@ -98,9 +98,10 @@ def test_denoise_is_deterministic_by_seed(noisy_crop):
 
 
 def test_shipped_weights_load_with_their_card():
-    net, card = load_denoiser()
-    assert card["architecture"] == "Denoiser3d" and card["training"]["script"] == "scripts/train_denoiser.py"
-    assert sum(p.numel() for p in net.parameters()) < 6_000_000
+    model = load_denoiser()
+    assert model.config["architecture"] == "Denoiser3d"
+    assert model.card["training"]["script"] == "scripts/train_denoiser.py"
+    assert sum(p.numel() for p in model.network.parameters()) < 6_000_000
 
 
 def test_unknown_model_and_method_name_the_key(noisy_crop):
@@ -141,3 +142,20 @@ def test_windows_fit_the_scan():
         assert windows == fewest  # as few windows as 128-voxel ones would need
         shorter = len(dense_patch_slices((n, 1, 1), (roi - 1, 1, 1), (int((roi - 1) * 0.75), 1, 1)))
         assert shorter > windows  # and each no longer than that needs
+
+
+def test_scans_smaller_than_the_network_window_are_padded_not_refused():
+    """An 8-voxel axis (the U-Net pools four times) is padded by the sliding window; the output keeps
+    the scan's shape and is closer to the clean 1 mm MNI152 block than the noisy input is."""
+    from medgen.data import mni152
+
+    clean = mni152(resolution=1)["image"][:, 90:98, 100:108, 90:98].clone()
+    noise = 0.05 * float(clean.max()) * torch.randn(clean.shape, generator=torch.Generator().manual_seed(0))
+    out = denoise(clean + noise, noise="gaussian", refine=0)
+    assert out.shape == clean.shape
+    assert float((out - clean).pow(2).mean()) < float(noise.pow(2).mean())
+
+
+def test_per_scan_training_refuses_scans_too_small_for_its_crops(mni_block):
+    with pytest.raises(ConfigError, match="every axis >= 32"):
+        denoise(mni_block, method="self-supervised", steps=2)
