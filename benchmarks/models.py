@@ -1,110 +1,277 @@
-"""Benchmark of medgen's model families on the built-in brain cohort (3 mm), in one run.
+"""Benchmark of brain generators at their own grid against real held-out subjects, in one run.
 
-For each family: training time to a fixed step count, sampling time per volume, and sample quality
-against held-out real subjects: feature MMD and FID (:mod:`medgen.evaluate.generation`, on the
-shipped self-supervised 3D network ``medgen-ssl3d-v1``; MMD is dimensionless in [0, 2], lower is
-closer) and MS-SSIM among samples (MONAI; lower is more diverse). Baseline in the same run: the
-training subjects themselves scored against the held-out ones (what a perfect model would reach with
-this many samples), and the average training image repeated (what the GAN's and the diffusion
-models' ``mean_image`` start from: a model must add realistic variation to beat it).
+Each model row (trained here from a config with ``--train``, or an existing model folder or shipped
+name with ``--models``) is scored against cohort subjects it never saw, with the baselines computed
+in the same process and on the same grid:
 
-Diffusion: the epsilon model sampled with DDPM-1000 and DDIM-50, and a rectified-flow model (same
-network, data and steps, velocity objective) sampled with RFlow-10: a velocity model cannot be sampled
-with DDPM, nor an epsilon model with the RFlow solver, so these are two models trained alike.
+- **feature MMD and FID** to held-out real subjects (``medgen.evaluate.generation``, on the shipped
+  self-supervised 3D network; lower is closer; comparable only within one table), per sampling seed;
+- **MS-SSIM diversity** among samples (lower is more diverse; target: within 0.05 of the real
+  held-out subjects');
+- **memorisation**: each sample's NCC to its nearest training subject, against the nearest-training
+  NCC of held-out real subjects (what distinct people reach): the distribution and how many samples
+  exceed the real maximum (``medgen.evaluate.privacy``);
+- **tissue volumes by an independent segmenter**: a MONAI UNet trained on real cohort subjects
+  (not medgen's feature network) segments samples and held-out subjects; the Kolmogorov-Smirnov
+  statistic of CSF/GM/WM volumes (mL) between samples and held-out set A, next to the same
+  statistic between two disjoint real sets A and B of the same size (the target: no larger);
+- **label fidelity** (label-conditioned models): Dice between the conditioning label map (held-out
+  subjects' labels) and the UNet's segmentation of the generated image;
+- sampling seconds per volume on this machine.
 
-    python benchmarks/models.py --steps 300 --diffusion-steps 300 --num 4 --out /tmp/medgen_bench
+Baselines: the training subjects themselves (a perfect memoriser), the average training image
+repeated (what ``mean_image`` models start from), and held-out set B (real vs real). Results go to
+``benchmarks/results/models.json`` (command, commit, date, every figure and per-seed values) and a
+Markdown table is printed.
+
+    python benchmarks/models.py --models brain-gan brain-rflow --num 16 --seeds 0 1 2
+    python benchmarks/models.py --train configs/brain3mm_gan.yaml --steps 50 --num 4 --seeds 0   # smoke run
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
+import copy
+import datetime
+import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 
+from medgen.evaluate.distributions import tissue_volumes
+from medgen.evaluate.downstream import train_segmenter
 from medgen.evaluate.generation import feature_name, fid, mmd, ms_ssim_diversity
+from medgen.evaluate.privacy import memorisation_audit
+from medgen.io.atomic import atomic_path
 from medgen.models import load_model
 from medgen.synthesize import synthesize
+from medgen.synthesize.generate import render_labels
 from medgen.training import parse_config, train
+from medgen.training.config import RunConfig, config_dict, load_config
 from medgen.training.data import prepare_data
 
-# At least 16 channels at full resolution: PyTorch's oneDNN 3D convolution backward is many times
-# slower for fewer input channels on CPU.
-UNET = {"channels": [16, 32, 32], "attention": [False, False, False], "norm_num_groups": 8, "mean_image": True}
-NETS = {
-    "vae": {"vae": {"channels": [16, 32, 32], "latent_channels": 3, "norm_num_groups": 8, "mean_image": True}},
-    "gan": {"gan": {"latent_dim": 64, "channels": [64, 32, 16, 16], "disc_channels": 16, "disc_layers": 3,
-                    "mean_image": True}},
-    "ddpm": {"diffusion": {**UNET, "objective": "epsilon"}},
-    "rflow": {"diffusion": {**UNET, "objective": "rflow"}},
-}
-SAMPLERS = {"vae": [("prior", None)], "gan": [("single-pass", None)], "ddpm": [("ddpm", 1000), ("ddim", 50)],
-            "rflow": [("rflow", 10)]}
+ROOT = Path(__file__).resolve().parents[1]
+TISSUES = {1: "CSF", 2: "GM", 3: "WM"}
 
 
-def config(name: str, args) -> dict:
-    family = "diffusion" if name in ("ddpm", "rflow") else name
-    gan = name == "gan"
-    steps = args.diffusion_steps if name in ("ddpm", "rflow") else args.steps
-    return {
-        "name": f"bench_{name}",
-        "model": {"family": family, "size": args.size, **NETS[name]},
-        "data": {"source": "brain", "n_subjects": args.subjects + args.num, "val_subjects": args.num,
-                 "resolution": 3, "downsample": args.downsample},
-        "train": {"steps": steps, "batch_size": 4 if gan else 2, "lr": 2e-4 if gan else 1e-3, "val_every": 0,
-                  "checkpoint_every": 0, "ema_decay": 0.99, "lr_schedule": "constant",
-                  "betas": [0.0, 0.99] if gan else [0.9, 0.999], "grad_clip": 0.0 if gan else 1.0},
+def heldout(cfg: RunConfig, normalization, num: int, seed_offset: int = 7919) -> list[dict]:
+    """``3 * num`` real subjects the model never saw (another cohort seed), on the model's grid and
+    in model range, with one-hot label maps: ``[{"image": (C, *size), "label": (4, *size)}]``.
+    Sets A and B are compared with samples; set C's label maps condition label-conditioned models."""
+    held = copy.deepcopy(cfg)
+    held.data.seed = cfg.data.seed + seed_offset
+    held.data.n_subjects, held.data.val_subjects = 3 * num + 1, 3 * num
+    held.data.condition, held.data.label_classes = "labels", 4
+    return prepare_data(held, normalization).val
+
+
+def segmenter(cfg: RunConfig, normalization, steps: int) -> torch.nn.Module:
+    """A MONAI UNet trained on real cohort subjects (labels 0-3) on the model's grid (seed offset 104729)."""
+    seg = copy.deepcopy(cfg)
+    seg.data.seed = cfg.data.seed + 104729
+    seg.data.n_subjects, seg.data.val_subjects = 9, 1
+    seg.data.condition, seg.data.label_classes = "labels", 4
+    data = prepare_data(seg, normalization)
+    items = [{"image": it["image"][:1], "label": it["label"].argmax(0, keepdim=True)} for it in data.train]
+    return train_segmenter(items, steps=steps, seed=0, roi=(48, 48, 48))
+
+
+@torch.no_grad()
+def segment(net: torch.nn.Module, volumes: torch.Tensor) -> torch.Tensor:
+    """Integer labels ``(N, 1, *size)`` of model-range volumes ``(N, C, *size)`` (each z-scored)."""
+    from monai.inferers import sliding_window_inference
+
+    out = []
+    for v in volumes[:, :1]:
+        z = (v - v.mean()) / v.std().clamp_min(1e-6)
+        logits = sliding_window_inference(z[None], [48, 48, 48], 4, net, overlap=0.25)
+        out.append(logits.argmax(1, keepdim=True)[0])
+    return torch.stack(out)
+
+
+def volume_ks(a: list[dict[int, float]], b: list[dict[int, float]]) -> dict[str, float]:
+    """Kolmogorov-Smirnov statistic of each tissue's volume between two sets (0 same, 1 disjoint)."""
+    from scipy import stats
+
+    return {name: float(stats.ks_2samp([v.get(k, 0.0) for v in a], [v.get(k, 0.0) for v in b]).statistic)
+            for k, name in TISSUES.items()}
+
+
+def dice(labels: torch.Tensor, pred: torch.Tensor) -> float:
+    """Mean Dice over CSF/GM/WM of integer maps ``(1, *size)``."""
+    scores = []
+    for k in TISSUES:
+        a, b = labels == k, pred == k
+        denom = int(a.sum() + b.sum())
+        if denom:
+            scores.append(2.0 * int((a & b).sum()) / denom)
+    return float(np.mean(scores))
+
+
+def score(name: str, fake_by_seed: dict[int, torch.Tensor], ctx: dict) -> dict:
+    """Every figure of one row; ``fake_by_seed``: seed → ``(N, C, *size)`` model-range samples."""
+    per_seed = {}
+    for seed, fake in fake_by_seed.items():
+        per_seed[seed] = {"mmd": mmd(ctx["real_a"], fake), "fid": fid(ctx["real_a"], fake)}
+    first = next(iter(fake_by_seed.values()))
+    audit = memorisation_audit(list(first), list(ctx["train"]), holdout=list(ctx["real_b"]))
+    sims = np.array([r["similarity"] for r in audit["rows"]])
+    real_max = max(audit["reference"])
+    vols = [tissue_volumes(lab.numpy(), ctx["affine"]) for lab in segment(ctx["unet"], first)]
+    row = {
+        "row": name, "per_seed": per_seed,
+        "mmd": float(np.mean([v["mmd"] for v in per_seed.values()])),
+        "fid": float(np.mean([v["fid"] for v in per_seed.values()])),
+        "ms_ssim_diversity": ms_ssim_diversity(first) if len(first) > 1 else None,
+        "nearest_training_ncc": {"min": float(sims.min()), "median": float(np.median(sims)),
+                                 "max": float(sims.max()), "values": sims.tolist()},
+        "real_nearest_training_ncc_max": real_max,
+        "samples_nearer_than_real": int((sims > real_max).sum()),
+        "volume_ks_vs_real_a": volume_ks(vols, ctx["vols_a"]),
     }
+    return row
+
+
+def samples(model, num: int, seed: int, sampler: str | None, steps: int | None,
+            conditions: list[torch.Tensor]) -> tuple[torch.Tensor, float]:
+    """``num`` model-range samples ``(N, C, *size)`` drawn from ``seed * 1000`` on, and seconds per volume.
+    Label-conditioned models render the one-hot maps ``conditions`` ``(K, *size)`` (held-out set C)."""
+    kw = {"sampler": sampler, "steps": steps} if model.config.family in ("diffusion", "ldm") else {}
+    t0 = time.perf_counter()
+    if model.config.label_classes:
+        device = next(model.network.parameters()).device
+        with torch.no_grad():
+            x = torch.cat([render_labels(model, c[None].to(device), seed * 1000 + i, **kw).float().cpu()
+                           for i, c in enumerate(conditions[:num])])
+    else:
+        scans = synthesize(model, num, seed=seed * 1000, **kw)
+        x = torch.stack([model.normalization.to_model(s.as_tensor()) for s in scans])
+    return x, (time.perf_counter() - t0) / num
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--steps", type=int, default=300, help="training steps of the VAE and GAN")
-    p.add_argument("--diffusion-steps", type=int, default=300, help="training steps of each diffusion model")
-    p.add_argument("--subjects", type=int, default=8, help="training subjects")
-    p.add_argument("--num", type=int, default=4, help="held-out subjects = samples per sampler")
-    p.add_argument("--downsample", type=int, default=2)
-    p.add_argument("--size", type=int, nargs=3, default=[32, 40, 32])
-    p.add_argument("--families", nargs="+", default=["gan", "rflow", "ddpm", "vae"], choices=list(NETS))
-    p.add_argument("--out", type=Path, default=Path("/tmp/medgen_bench"))
+    p.add_argument("--models", nargs="*", default=[], help="model folders or shipped names to score")
+    p.add_argument("--train", nargs="*", default=[], type=Path, help="run configs to train here first")
+    p.add_argument("--steps", type=int, default=None, help="override train.steps of --train configs")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--sampler", default=None, help="diffusion sampler (default: the model's)")
+    p.add_argument("--sample-steps", type=int, default=None, help="diffusion sampling steps (default: the model's)")
+    p.add_argument("--num", type=int, default=16, help="samples per seed = held-out subjects per set")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampling seeds")
+    p.add_argument("--seg-steps", type=int, default=300, help="training steps of the realism segmenter")
+    p.add_argument("--runs", type=Path, default=Path("/tmp/medgen_bench_models"))
+    p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "models.json")
     args = p.parse_args()
-    shutil.rmtree(args.out, ignore_errors=True)
-    rows = []
-    data = prepare_data(parse_config(config("gan", args)))
-    real = torch.stack([v["image"] for v in data.val])
-    train_real = torch.stack([data.train[i]["image"] for i in range(min(len(data.train), args.num))])
-    for name in args.families:
-        cfg = parse_config(config(name, args))
+    if not args.models and not args.train:
+        p.error("nothing to score: give --models and/or --train")
+
+    models = []
+    for config in args.train:
+        cfg = load_config(config)
+        name = cfg.name
         t0 = time.perf_counter()
-        result = train(cfg, args.out / name, device="cpu", progress=False)
-        train_s = time.perf_counter() - t0
-        model = load_model(result.model_dir)
-        for sampler, steps in SAMPLERS[name]:
-            kw = {"sampler": sampler, "steps": steps} if name in ("ddpm", "rflow") else {}
-            t0 = time.perf_counter()
-            scans = synthesize(model, args.num, seed=100, **kw)
-            per = (time.perf_counter() - t0) / args.num
-            fake = torch.stack([model.normalization.to_model(s.as_tensor()) for s in scans])
-            label = f"{sampler}-{steps}" if steps else sampler
-            rows.append((name, label, cfg.train.steps, train_s, per, mmd(real, fake), fid(real, fake),
-                         ms_ssim_diversity(fake)))
-            print("done", " | ".join(f"{v:.4g}" if isinstance(v, float) else str(v) for v in rows[-1]), flush=True)
-    print(f"\nbrain cohort 3 mm, downsampled x{args.downsample} -> {args.size} voxels, {args.subjects} train / "
-          f"{args.num} held-out subjects, {args.num} samples per row, batch 4 (GAN) / 2, CPU "
-          f"{torch.get_num_threads()} threads\nfeatures: {feature_name()}\n")
-    print("| family | sampler | train steps | train time (s) | sampling (s/volume) | feature MMD vs held-out "
-          "| feature FID | MS-SSIM diversity |")
-    print("|---|---|---|---|---|---|---|---|")
-    for name, label, steps, tr, per, m, f, div in rows:
-        print(f"| {name} | {label} | {steps} | {tr:.0f} | {per:.3f} | {m:.3f} | {f:.1f} | {div:.3f} |")
-    print(f"| baseline: training subjects | - | - | - | - | {mmd(real, train_real):.3f} | {fid(real, train_real):.1f} "
-          f"| {ms_ssim_diversity(train_real):.3f} |")
-    mean = torch.stack([v["image"] for v in data.train]).mean(0, keepdim=True).expand(args.num, -1, -1, -1, -1)
-    print(f"| baseline: average training image | - | - | - | - | {mmd(real, mean):.3f} | {fid(real, mean):.1f} "
-          f"| {ms_ssim_diversity(mean):.3f} |")
-    print(f"| real held-out | - | - | - | - | - | - | {ms_ssim_diversity(real):.3f} |")
+        result = train(cfg, args.runs / name, device=args.device, steps=args.steps, progress=False, overwrite=True)
+        models.append((name, load_model(result.model_dir, device=args.device), time.perf_counter() - t0))
+    for ref in args.models:
+        model = load_model(ref, device=args.device)
+        models.append((str(ref), model, None))
+
+    base = parse_config(yaml_of(models[0][1]))
+    norm, grid = models[0][1].normalization, list(base.model.size)
+    for name, model, _ in models[1:]:
+        if list(model.config.size) != grid:
+            sys.exit(f"error: {name}: grid {model.config.size} differs from {grid}; score one grid per run")
+    real = heldout(base, norm, args.num)
+    real_a = torch.stack([r["image"] for r in real[: args.num]])
+    real_b = torch.stack([r["image"] for r in real[args.num: 2 * args.num]])
+    conditions = [r["label"] for r in real[2 * args.num:]]
+    labels_c = [c.argmax(0, keepdim=True) for c in conditions]
+    labels_a = [r["label"].argmax(0, keepdim=True) for r in real[: args.num]]
+    train_set = torch.stack([it["image"] for it in prepare_data(base, norm).train])
+    affine = np.diag([*models[0][1].reference["spacing"], 1.0])
+    unet = segmenter(base, norm, args.seg_steps)
+    vols_a = [tissue_volumes(lab.numpy(), affine) for lab in segment(unet, real_a)]
+    vols_b = [tissue_volumes(lab.numpy(), affine) for lab in segment(unet, real_b)]
+    ctx = {"real_a": real_a, "real_b": real_b, "train": train_set, "unet": unet, "affine": affine, "vols_a": vols_a}
+    seg_dice_real = float(np.mean([dice(lab, pred) for lab, pred in zip(labels_a, segment(unet, real_a))]))
+
+    rows = []
+    for name, model, train_s in models:
+        by_seed, per = {}, []
+        for seed in args.seeds:
+            by_seed[seed], sec = samples(model, args.num, seed, args.sampler, args.sample_steps, conditions)
+            per.append(sec)
+        row = score(name, by_seed, ctx)
+        row.update(family=model.config.family, train_seconds=train_s, sampling_seconds_per_volume=float(np.mean(per)))
+        if model.config.label_classes:  # the samples were rendered from set C's label maps
+            pred = segment(unet, by_seed[args.seeds[0]])
+            row["label_dice"] = float(np.mean([dice(lab, p) for lab, p in zip(labels_c, pred)]))
+        rows.append(row)
+        print(f"done {name}: FID {row['fid']:.1f}, MMD {row['mmd']:.3f}", flush=True)
+
+    mean = train_set.mean(0, keepdim=True).expand(args.num, *train_set.shape[1:])
+    n = min(args.num, len(train_set))
+    baselines = [
+        score("baseline: training subjects", {0: train_set[:n]}, ctx),
+        score("baseline: average training image", {0: mean.clone()}, ctx),
+        score("baseline: real held-out set B", {0: real_b}, ctx),
+    ]
+    baselines[2]["volume_ks_vs_real_a"] = volume_ks(vols_b, vols_a)
+    result = {
+        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
+        "commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain")),
+        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "device": args.device, "threads": torch.get_num_threads(), "grid": grid,
+        "spacing_mm": models[0][1].reference["spacing"], "features": feature_name(), "num": args.num,
+        "seeds": args.seeds, "segmenter_dice_on_real_a": seg_dice_real,
+        "rows": rows, "baselines": baselines,
+        "configs": {name: config_dict(parse_config(yaml_of(m))) for name, m, _ in models},
+    }
+    args.json.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(args.json, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(result, indent=1))
+    print(table(result))
+    print(f"\nwrote {args.json}")
+
+
+def yaml_of(model) -> dict:
+    """The run config a model folder was trained with, as a dict."""
+    import yaml
+
+    return yaml.safe_load((model.path / "config.yaml").read_text())
+
+
+def table(result: dict) -> str:
+    """Markdown table of a results JSON."""
+    lines = [f"grid {result['grid']} at {result['spacing_mm']} mm, {result['num']} samples per seed, seeds "
+             f"{result['seeds']}, {result['device']} ({result['threads']} threads); features {result['features']}; "
+             f"segmenter Dice on real set A {result['segmenter_dice_on_real_a']:.3f}", "",
+             "| row | FID | feature MMD | MS-SSIM diversity | nearest-training NCC (median / max; real max) "
+             "| samples nearer than real | volume KS vs real A (CSF / GM / WM) | label Dice | s/volume |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for r in result["rows"] + result["baselines"]:
+        ncc = r["nearest_training_ncc"]
+        ks = r["volume_ks_vs_real_a"]
+        div = "-" if r["ms_ssim_diversity"] is None else f"{r['ms_ssim_diversity']:.3f}"
+        label = f"{r['label_dice']:.3f}" if "label_dice" in r else "-"
+        lines.append(
+            f"| {r['row']} | {r['fid']:.1f} | {r['mmd']:.3f} | {div} | {ncc['median']:.3f} / {ncc['max']:.3f}; "
+            f"{r['real_nearest_training_ncc_max']:.3f} | {r['samples_nearer_than_real']} | "
+            f"{ks['CSF']:.2f} / {ks['GM']:.2f} / {ks['WM']:.2f} | {label} | "
+            f"{r.get('sampling_seconds_per_volume') or 0:.2f} |")
+    return "\n".join(lines)
+
+
+def _git(*cmd: str) -> str:
+    try:
+        return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
 
 
 if __name__ == "__main__":
