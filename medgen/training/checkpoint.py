@@ -17,8 +17,10 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
+from medgen.errors import DataError
 from medgen.io.atomic import atomic_path
 
 
@@ -112,7 +114,20 @@ def load_checkpoint(folder: Path) -> dict[str, Any]:
     """Read a checkpoint folder: ``{"step", "nets", "ema", "optimizers", "schedulers", "scalers", "rng", ...}``.
 
     ``nets``/``ema`` map network name → state dict; optimizer states are rebuilt from safetensors.
+
+    Raises:
+        DataError: a file is missing, truncated or not what the checkpoint wrote (one line naming it).
     """
+    try:
+        return _read_checkpoint(folder)
+    except (OSError, ValueError, KeyError, TypeError, IndexError, SafetensorError) as err:
+        # json.JSONDecodeError is a ValueError; the message names the folder and what failed
+        reason = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise DataError(f"{folder}: damaged checkpoint, cannot resume ({reason}); start over with --overwrite") \
+            from None
+
+
+def _read_checkpoint(folder: Path) -> dict[str, Any]:
     state = json.loads((folder / "state.json").read_text())
     tensors = load_file(str(folder / "optimizer.safetensors"))
 

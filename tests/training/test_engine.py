@@ -161,3 +161,28 @@ def test_mean_image_is_refused_for_latent_diffusion_and_patch_training(tiny_conf
     cfg["model"]["vae" if family == "vae" else "diffusion"]["mean_image"] = True
     with pytest.raises(ConfigError, match="mean_image"):
         parse_config(cfg)
+
+
+@pytest.mark.parametrize("damage", ["truncated weights", "broken state.json", "missing optimizer"])
+def test_resume_from_a_damaged_checkpoint_is_one_line_naming_it(tmp_path, tiny_config, damage):
+    import yaml
+    from typer.testing import CliRunner
+
+    from medgen.cli import app
+
+    cfg = tiny_config("diffusion", train={"steps": 3})
+    train(parse_config(cfg), tmp_path / "run", device="cpu", progress=False, stop_at=1)
+    ckpt = tmp_path / "run" / "checkpoint"
+    if damage == "truncated weights":
+        (ckpt / "model.safetensors").write_bytes((ckpt / "model.safetensors").read_bytes()[:100])
+    elif damage == "broken state.json":
+        (ckpt / "state.json").write_text('{"step": 1, "optim')
+    else:
+        (ckpt / "optimizer.safetensors").unlink()
+    config = tmp_path / "tiny.yaml"
+    config.write_text(yaml.safe_dump(cfg))
+    result = CliRunner().invoke(app, ["train", str(config), "--out", str(tmp_path / "run"), "--resume",
+                                      "--device", "cpu"])
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and "damaged checkpoint" in result.output and str(ckpt) in result.output.replace("\n", "")
