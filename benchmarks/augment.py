@@ -64,6 +64,7 @@ from medgen.augment import (
     RandMRArtifactsd,
     RandTissueContrastd,
     SyntheticPoolDataset,
+    segmentation_preset,
     write_pool,
 )
 from medgen.data import brain_cohort, ct_cohort, simulate_subject
@@ -100,14 +101,19 @@ def medgen_aug(contrast: bool = True) -> list:
     return steps + [RandMRArtifactsd("image", prob=0.8)]
 
 
-KINDS = ("none", "monai", "monai+medgen (no contrast)", "monai+medgen")
+KINDS = ("none", "monai", "monai+medgen (no contrast)", "monai+medgen", "monai+preset", "monai+preset (light)",
+         "monai+preset (no contrast)")
 
 
 def augmentation(kind: str) -> list:
     """The augmentation of row ``kind`` (one of ``KINDS``)."""
     # medgen before MONAI's intensity steps: artefacts, then the global intensity jitter
     return {"none": [], "monai": standard_aug(), "monai+medgen (no contrast)": medgen_aug(False) + standard_aug(),
-            "monai+medgen": medgen_aug() + standard_aug()}[kind]
+            "monai+medgen": medgen_aug() + standard_aug(),
+            "monai+preset": [segmentation_preset("image", "label")] + standard_aug(),
+            "monai+preset (light)": [segmentation_preset("image", "label", strength="light")] + standard_aug(),
+            "monai+preset (no contrast)": [segmentation_preset("image", "label", contrast_prob=0.0)]
+            + standard_aug()}[kind]
 
 
 def pipeline(kind: str) -> Compose:
@@ -145,6 +151,39 @@ def segmentation(steps: int, seeds: list[int], kinds: tuple[str, ...] = KINDS) -
             cells.append(f"{per_class[0]:.1f} / {per_class[1]:.1f} / {per_class[2]:.1f} / "
                          f"**{np.mean(means):.1f}** ± {np.std(means):.1f}")
         print(f"| {kind} | {' | '.join(cells)} |")
+    write_results("augment_segmentation.json", {
+        "steps": steps, "seeds": seeds, "training": "3 simulated T1 subjects (cohort seed 100), 3 mm, 48^3 patches",
+        "tests": {"held-out T1": "3 T1 subjects, cohort seed 200", "shifted T2+noise": "2 T2-like, 6 % noise",
+                  "shifted PD+noise": "2 PD-like, 6 % noise"},
+        "classes": ["CSF", "GM", "WM"],
+        "rows": {kind: {name: {"dice_per_seed": [r[name].tolist() for r in runs],
+                               "mean_per_seed": [float(r[name].mean()) for r in runs],
+                               "mean": float(np.mean([r[name].mean() for r in runs]))}
+                        for name in tests} for kind, runs in rows.items()},
+    })
+
+
+def write_results(name: str, figures: dict) -> Path:
+    """Write ``benchmarks/results/NAME`` (command, commit, date and the figures) atomically."""
+    import datetime
+    import json
+    import subprocess
+    import sys
+
+    from medgen.io.atomic import atomic_path
+
+    root = Path(__file__).resolve().parents[1]
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout)
+    out = root / "benchmarks" / "results" / name
+    out.parent.mkdir(parents=True, exist_ok=True)
+    record = {"command": " ".join(["python", "benchmarks/augment.py", *sys.argv[1:]]), "commit": commit,
+              "dirty": dirty, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "threads": torch.get_num_threads(), **figures}
+    with atomic_path(out, overwrite=True) as tmp:
+        tmp.write_text(json.dumps(record, indent=1))
+    print(f"wrote {out}")
+    return out
 
 
 def tstr(model: str, steps: int, seeds: list[int], n_real: int, per_label: int) -> None:

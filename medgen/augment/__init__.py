@@ -19,6 +19,7 @@ from medgen.augment.lesion import RandLesionInsertd
 from medgen.augment.mixing import MixedDataset
 from medgen.augment.mr_artifacts import RandMRArtifacts, RandMRArtifactsd
 from medgen.augment.pool import SyntheticPoolDataset, pool_datalist, write_model_pool, write_pool
+from medgen.augment.preset import segmentation_preset
 from medgen.augment.synthetic_pair import RandSyntheticPaird
 from medgen.augment.tissue_contrast import RandTissueContrast, RandTissueContrastd
 from medgen.augment.torchio_artifact import RandTorchIOArtifact, RandTorchIOArtifactd
@@ -30,5 +31,5 @@ __all__ = [
     "RandDeform", "RandDeformd", "SyntheticPoolDataset", "pool_datalist", "write_pool", "write_model_pool",
     "MixedDataset",
     "RandGenerativeVariation", "RandGenerativeVariationd", "RandSyntheticPaird", "RandLesionInsertd",
-    "RandTissueContrast", "RandTissueContrastd",
+    "RandTissueContrast", "RandTissueContrastd", "segmentation_preset",
 ]
