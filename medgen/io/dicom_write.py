@@ -47,6 +47,7 @@ from pydicom.valuerep import format_number_as_ds
 
 import medgen
 from medgen.errors import ScanWriteError
+from medgen.intensity import robust_range
 from medgen.io.atomic import atomic_path
 from medgen.io.meta import affine_of, meta_of
 from medgen.io.provenance import summary
@@ -109,7 +110,7 @@ def write_dicom_series(
     series.RescaleSlope, series.RescaleIntercept = slope, intercept
     if series.Modality == "CT":
         series.RescaleType = "HU"
-    lo, hi = np.percentile(volume, [0.5, 99.5])
+    lo, hi = robust_range(volume)
     series.WindowCenter, series.WindowWidth = _ds((lo + hi) / 2), _ds(max(hi - lo, 1e-3))
     references = _source_references(source, affine, volume.shape[2])
 

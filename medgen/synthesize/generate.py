@@ -62,6 +62,9 @@ def synthesize(
     if family in ("diffusion", "ldm"):
         sampler, steps = resolve_sampler(cfg.diffusion, sampler, steps)
     else:
+        if sampler is not None or steps is not None:
+            raise ConfigError(f"key 'sampler': model '{model.name}' is a {family}, sampled in one pass; "
+                              "--sampler and --steps are for diffusion models")
         sampler, steps = "single-pass" if family == "gan" else "prior", 1
     cond, labels = _conditions(model, condition, device)
     if batch_size <= 0:

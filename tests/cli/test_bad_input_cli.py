@@ -288,6 +288,8 @@ def test_synthesize_refuses_a_damaged_model_folder_before_building_it(tmp_path, 
     pytest.param(None, ["--guidance", "nan"], ["guidance"], id="guidance-nan"),
     pytest.param(None, ["--num", "0"], ["--num"], id="num-0"),
     pytest.param(None, ["--num", "1000000000"], ["key 'num'"], id="num-1e9"),
+    pytest.param(None, ["--sampler", "ddim"], ["key 'sampler'", "gan"], id="sampler-for-a-gan"),
+    pytest.param(None, ["--steps", "10"], ["key 'sampler'", "--steps"], id="steps-for-a-gan"),
 ])
 def test_synthesize_refuses_bad_options_before_sampling(tmp_path, monkeypatch, trained, prepare, args, named):
     out = tmp_path / "samples"
