@@ -157,6 +157,8 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="*", default=[], help="model folders or shipped names to score")
     p.add_argument("--train", nargs="*", default=[], type=Path, help="run configs to train here first")
+    p.add_argument("--config", type=Path, default=None,
+                   help="without models: the run config whose grid and data the baselines are computed on")
     p.add_argument("--steps", type=int, default=None, help="override train.steps of --train configs")
     p.add_argument("--device", default="cpu")
     p.add_argument("--sampler", default=None, help="diffusion sampler (default: the model's)")
@@ -167,8 +169,8 @@ def main() -> None:
     p.add_argument("--runs", type=Path, default=Path("/tmp/medgen_bench_models"))
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "models.json")
     args = p.parse_args()
-    if not args.models and not args.train:
-        p.error("nothing to score: give --models and/or --train")
+    if not args.models and not args.train and not args.config:
+        p.error("nothing to score: give --models and/or --train, or --config for the baselines alone")
 
     models = []
     for config in args.train:
@@ -181,8 +183,14 @@ def main() -> None:
         model = load_model(ref, device=args.device)
         models.append((str(ref), model, None))
 
-    base = parse_config(yaml_of(models[0][1]))
-    norm, grid = models[0][1].normalization, list(base.model.size)
+    if models:
+        base = parse_config(yaml_of(models[0][1]))
+        norm, spacing = models[0][1].normalization, models[0][1].reference["spacing"]
+    else:  # baselines only: normalisation fitted on the config's training subjects, as training would
+        base = load_config(args.config)
+        fitted = prepare_data(base)
+        norm, spacing = fitted.normalization, fitted.reference["spacing"]
+    grid = list(base.model.size)
     for name, model, _ in models[1:]:
         if list(model.config.size) != grid:
             sys.exit(f"error: {name}: grid {model.config.size} differs from {grid}; score one grid per run")
@@ -193,7 +201,7 @@ def main() -> None:
     labels_c = [c.argmax(0, keepdim=True) for c in conditions]
     labels_a = [r["label"].argmax(0, keepdim=True) for r in real[: args.num]]
     train_set = torch.stack([it["image"] for it in prepare_data(base, norm).train])
-    affine = np.diag([*models[0][1].reference["spacing"], 1.0])
+    affine = np.diag([*spacing, 1.0])
     unet = segmenter(base, norm, args.seg_steps)
     vols_a = [tissue_volumes(lab.numpy(), affine) for lab in segment(unet, real_a)]
     vols_b = [tissue_volumes(lab.numpy(), affine) for lab in segment(unet, real_b)]
@@ -227,10 +235,11 @@ def main() -> None:
         "commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain")),
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "device": args.device, "threads": torch.get_num_threads(), "grid": grid,
-        "spacing_mm": models[0][1].reference["spacing"], "features": feature_name(), "num": args.num,
+        "spacing_mm": spacing, "features": feature_name(), "num": args.num,
         "seeds": args.seeds, "segmenter_dice_on_real_a": seg_dice_real,
         "rows": rows, "baselines": baselines,
-        "configs": {name: config_dict(parse_config(yaml_of(m))) for name, m, _ in models},
+        "configs": {name: config_dict(parse_config(yaml_of(m))) for name, m, _ in models}
+        or {base.name: config_dict(base)},
     }
     args.json.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(args.json, overwrite=True) as tmp:
