@@ -56,6 +56,7 @@ from monai.transforms import (
     ScaleIntensityRange,
 )
 from monai.utils import set_determinism
+from results_json import write_results
 from scipy import ndimage
 
 from medgen.augment import (
@@ -161,29 +162,6 @@ def segmentation(steps: int, seeds: list[int], kinds: tuple[str, ...] = KINDS) -
                                "mean": float(np.mean([r[name].mean() for r in runs]))}
                         for name in tests} for kind, runs in rows.items()},
     })
-
-
-def write_results(name: str, figures: dict) -> Path:
-    """Write ``benchmarks/results/NAME`` (command, commit, date and the figures) atomically."""
-    import datetime
-    import json
-    import subprocess
-    import sys
-
-    from medgen.io.atomic import atomic_path
-
-    root = Path(__file__).resolve().parents[1]
-    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True).stdout.strip()
-    dirty = bool(subprocess.run(["git", "status", "--porcelain"], cwd=root, capture_output=True, text=True).stdout)
-    out = root / "benchmarks" / "results" / name
-    out.parent.mkdir(parents=True, exist_ok=True)
-    record = {"command": " ".join(["python", "benchmarks/augment.py", *sys.argv[1:]]), "commit": commit,
-              "dirty": dirty, "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-              "threads": torch.get_num_threads(), **figures}
-    with atomic_path(out, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(record, indent=1))
-    print(f"wrote {out}")
-    return out
 
 
 def tstr(model: str, steps: int, seeds: list[int], n_real: int, per_label: int) -> None:

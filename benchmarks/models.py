@@ -32,21 +32,19 @@ from __future__ import annotations
 
 import argparse
 import copy
-import datetime
 import json
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 import torch
+from results_json import write_results
 
 from medgen.evaluate.distributions import tissue_volumes
 from medgen.evaluate.downstream import train_segmenter
 from medgen.evaluate.generation import feature_name, fid, mmd, ms_ssim_diversity
 from medgen.evaluate.privacy import memorisation_audit
-from medgen.io.atomic import atomic_path
 from medgen.models import load_model
 from medgen.synthesize import synthesize
 from medgen.synthesize.generate import render_labels
@@ -200,7 +198,7 @@ def main() -> None:
     conditions = [r["label"] for r in real[2 * args.num:]]
     labels_c = [c.argmax(0, keepdim=True) for c in conditions]
     labels_a = [r["label"].argmax(0, keepdim=True) for r in real[: args.num]]
-    train_set = torch.stack([it["image"] for it in prepare_data(base, norm).train])
+    train_set = torch.stack([it["image"] for it in (prepare_data(base, norm) if models else fitted).train])
     affine = np.diag([*spacing, 1.0])
     unet = segmenter(base, norm, args.seg_steps)
     vols_a = [tissue_volumes(lab.numpy(), affine) for lab in segment(unet, real_a)]
@@ -231,21 +229,15 @@ def main() -> None:
     ]
     baselines[2]["volume_ks_vs_real_a"] = volume_ks(vols_b, vols_a)
     result = {
-        "command": " ".join([Path(sys.argv[0]).name, *sys.argv[1:]]),
-        "commit": _git("rev-parse", "HEAD"), "dirty": bool(_git("status", "--porcelain")),
-        "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-        "device": args.device, "threads": torch.get_num_threads(), "grid": grid,
+        "device": args.device, "grid": grid,
         "spacing_mm": spacing, "features": feature_name(), "num": args.num,
         "seeds": args.seeds, "segmenter_dice_on_real_a": seg_dice_real,
         "rows": rows, "baselines": baselines,
         "configs": {name: config_dict(parse_config(yaml_of(m))) for name, m, _ in models}
         or {base.name: config_dict(base)},
     }
-    args.json.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(args.json, overwrite=True) as tmp:
-        tmp.write_text(json.dumps(result, indent=1))
+    result = json.loads(write_results(args.json, result).read_text())
     print(table(result))
-    print(f"\nwrote {args.json}")
 
 
 def yaml_of(model) -> dict:
@@ -274,13 +266,6 @@ def table(result: dict) -> str:
             f"{ks['CSF']:.2f} / {ks['GM']:.2f} / {ks['WM']:.2f} | {label} | "
             f"{r.get('sampling_seconds_per_volume') or 0:.2f} |")
     return "\n".join(lines)
-
-
-def _git(*cmd: str) -> str:
-    try:
-        return subprocess.run(["git", *cmd], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
 
 
 if __name__ == "__main__":

@@ -41,6 +41,7 @@ from medgen.training.checkpoint import load_checkpoint, save_checkpoint, set_rng
 from medgen.training.config import RunConfig, check_inputs, config_dict, override, parse_config
 from medgen.training.data import PreparedData, make_loader, prepare_data, random_patches
 from medgen.training.ema import EMA
+from medgen.training.progress import ProgressBar, tensorboard_writer
 from medgen.training.recipes import Recipe, make_recipe
 from medgen.training.validate import card_text, validate
 
@@ -179,13 +180,13 @@ def _run(cfg: RunConfig, out: Path, info: distributed.DistInfo, *, resume: bool,
                if info.world > 1 else v for k, v in nets.items()}
     loader, sampler = make_loader(data, cfg, info.rank, info.world)
     batches = _batches(loader, sampler, step * t.grad_accum)
-    writer = _writer(out) if info.main else None
+    writer = tensorboard_writer(out / "tb") if info.main else None
     history: list[dict] = []
     out.mkdir(parents=True, exist_ok=True)
     if info.main:
         (out / "config.yaml").write_text(_yaml(config_dict(cfg)))
     autocast = (lambda: torch.autocast("cuda", dtype=amp_dtype)) if use_amp else contextlib.nullcontext
-    bar = _progress(progress, t.steps, step, cfg.name)
+    bar = ProgressBar(cfg.name if progress else None, t.steps, step)
     started = time.perf_counter()
     try:
         while step < t.steps:
@@ -215,7 +216,7 @@ def _run(cfg: RunConfig, out: Path, info: distributed.DistInfo, *, resume: bool,
             history.append(record)
             if info.main:
                 _log(out, writer, record, step, t.log_every)
-                bar.update(step, record)
+                bar.update(step, " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("step", "lr")))
             final = step == t.steps
             if info.main and t.val_every and (step % t.val_every == 0 or final):
                 metrics = validate(cfg, recipe, _inference_net(recipe, nets, emas), data, step, out, info.device)
@@ -311,12 +312,6 @@ def _export(cfg, out, inference, data, vae, vae_cfg, step, history, seconds) -> 
     return folder
 
 
-def _writer(out: Path):
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(log_dir=str(out / "tb"))
-
-
 def _log(out: Path, writer, record: dict, step: int, every: int) -> None:
     with open(out / "metrics.jsonl", "a") as fh:
         fh.write(json.dumps(record) + "\n")
@@ -330,38 +325,3 @@ def _yaml(data: dict) -> str:
     import yaml
 
     return yaml.safe_dump(data, sort_keys=False)
-
-
-class _Bar:
-    """rich progress bar with ETA (a no-op when disabled)."""
-
-    def __init__(self, enabled: bool, total: int, done: int, name: str) -> None:
-        self.progress = None
-        if enabled:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(TextColumn(f"[bold]{name}"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
-                                     TextColumn("{task.fields[losses]}"))
-            self.progress.start()
-            self.task = self.progress.add_task("train", total=total, completed=done, losses="")
-
-    def update(self, step: int, record: dict) -> None:
-        if self.progress is not None:
-            text = " ".join(f"{k}={v:.4g}" for k, v in record.items() if k not in ("step", "lr"))
-            self.progress.update(self.task, completed=step, losses=text)
-
-    def stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-
-
-def _progress(enabled: bool, total: int, done: int, name: str) -> _Bar:
-    return _Bar(enabled, total, done, name)

@@ -39,6 +39,7 @@ from torch import nn
 
 from medgen.io.atomic import atomic_path
 from medgen.training.checkpoint import flatten_state, unflatten_state
+from medgen.training.progress import ProgressBar, tensorboard_writer
 
 
 def cosine(final: float = 0.0, warmup: float = 0.0) -> Callable[[float], float]:
@@ -145,8 +146,8 @@ def fit(
         phase.net.to(device).train()
     autocast = (lambda: torch.autocast(torch.device(device).type, dtype=torch.bfloat16)) if bf16 \
         else contextlib.nullcontext
-    writer = _writer(log_dir)
-    bar = _Bar(progress, steps, done)
+    writer = tensorboard_writer(log_dir)
+    bar = ProgressBar(progress, steps, done)
     losses: dict[str, list[float]] = {p.name: [] for p in phases}
     start = time.perf_counter() - spent
     last_save = time.perf_counter()
@@ -175,7 +176,7 @@ def fit(
             first = losses[phases[0].name][-1]
             if callback is not None:
                 callback(step - 1, first)
-            bar.update(step, first)
+            bar.update(step, f"loss {first:.4g}")
             if writer is not None and (step % max(log_every, 1) == 0 or step == steps):
                 for name, values in losses.items():
                     writer.add_scalar(f"train/{name}", values[-1], step)
@@ -219,33 +220,3 @@ def _load(folder: Path, phases: Sequence[Phase], generators: Sequence[torch.Gene
     for i, g in enumerate(generators):
         g.set_state(tensors[f"generator{i}"])
     return int(meta["step"]), float(meta["seconds"])
-
-
-def _writer(log_dir: str | Path | None):
-    if log_dir is None:
-        return None
-    from torch.utils.tensorboard import SummaryWriter
-
-    return SummaryWriter(log_dir=str(log_dir))
-
-
-class _Bar:
-    """rich progress bar with ETA (a no-op without a description)."""
-
-    def __init__(self, description: str | None, total: int, done: int) -> None:
-        self.progress = None
-        if description:
-            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
-
-            self.progress = Progress(TextColumn(f"[bold]{description}"), BarColumn(), MofNCompleteColumn(),
-                                     TextColumn("ETA"), TimeRemainingColumn(), TextColumn("loss {task.fields[loss]}"))
-            self.progress.start()
-            self.task = self.progress.add_task("fit", total=total, completed=done, loss="")
-
-    def update(self, step: int, loss: float) -> None:
-        if self.progress is not None:
-            self.progress.update(self.task, completed=step, loss=f"{loss:.4g}")
-
-    def stop(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
