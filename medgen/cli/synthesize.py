@@ -86,9 +86,9 @@ def _write_pool(model_dir: Path, out: Path, num: int, seed: int, sampler: str | 
     from medgen.augment import write_model_pool
     from medgen.augment._lazy_model import LazyModel
     from medgen.data import brain_cohort, ct_cohort, load_folder
-    from medgen.io.atomic import check_output_path
+    from medgen.io.atomic import check_output
 
-    check_output_path(out, overwrite=overwrite)
+    check_output(out, overwrite=overwrite, is_dir=True)
     loaded = LazyModel(model_dir, device).get()
     items: list[dict] = []
     if loaded.config.label_classes:

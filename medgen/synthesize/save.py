@@ -9,7 +9,7 @@ from monai.data import MetaTensor
 
 from medgen.errors import ConfigError, ScanWriteError
 from medgen.io import save_scan
-from medgen.io.atomic import check_output_path, safe_join
+from medgen.io.atomic import check_output, check_output_path, safe_join
 
 MAX_SAMPLES = 100_000
 """Volumes per call: the names are checked up front, and this keeps that list small."""
@@ -30,8 +30,10 @@ def sample_paths(out: str | Path, num: int, *, prefix: str = "sample", overwrite
     if folder.exists() and not folder.is_dir():
         raise ScanWriteError(folder, "is a file; --out needs a folder")
     paths = [safe_join(folder, f"{prefix}_{first_index + i:03d}.nii.gz") for i in range(num)]
-    for path in paths:
+    for path in paths[1:]:
         check_output_path(path, overwrite=overwrite)
+    if paths:  # the first one also proves the folder can be created and written, before any sampling
+        check_output(paths[0], overwrite=overwrite)
     return paths
 
 

@@ -166,6 +166,7 @@ def trained(tmp_path_factory) -> Path:
     pytest.param("run-other-model", ["--resume"], ["--resume", "model.gan", "config.yaml"],
                  id="resume-with-another-model"),
     pytest.param("file", [], ["is a file"], id="out-is-a-file"),
+    pytest.param("under-file", [], ["cannot create its folder", "not a folder"], id="out-under-a-file"),
 ])
 def test_train_never_replaces_an_existing_run_folder(tmp_path, monkeypatch, trained, prepare, args, named):
     config = tmp_path / "run.yaml"
@@ -284,6 +285,7 @@ def test_synthesize_refuses_a_damaged_model_folder_before_building_it(tmp_path, 
 @pytest.mark.parametrize(("prepare", "args", "named"), [
     pytest.param("no-model", [], ["no_such_model"], id="model-folder-missing"),
     pytest.param("file", [], ["is a file"], id="out-is-a-file"),
+    pytest.param("under-file", [], ["cannot create its folder", "not a folder"], id="out-under-a-file"),
     pytest.param("sample", [], ["sample_000.nii.gz", "exists"], id="sample-exists"),
     pytest.param(None, ["--guidance", "nan"], ["guidance"], id="guidance-nan"),
     pytest.param(None, ["--num", "0"], ["--num"], id="num-0"),
@@ -295,6 +297,9 @@ def test_synthesize_refuses_bad_options_before_sampling(tmp_path, monkeypatch, t
     out = tmp_path / "samples"
     if prepare == "file":
         out.write_text("a file")
+    elif prepare == "under-file":
+        out.write_text("a file")
+        out = out / "inside"
     elif prepare == "sample":
         out.mkdir()
         (out / "sample_000.nii.gz").write_bytes(b"precious")
