@@ -31,7 +31,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from medgen.errors import ConfigError
-from medgen.io.atomic import atomic_path
+from medgen.io.atomic import atomic_path, check_output
 from medgen.models.config import to_dict
 from medgen.models.hub import load_model, read_model_config, write_model
 from medgen.models.normalization import Normalization
@@ -128,6 +128,8 @@ def check_run_folder(out: Path, *, resume: bool, overwrite: bool) -> None:
         what = "holds a run" if any((out / name).exists() for name in RUN_FILES) else "is not empty"
         raise ConfigError(f"{out}: already {what}; pass --resume to continue it, --overwrite to start over, "
                           "or choose another --out")
+    # the folder can be created and written (no file in its path, writable): io's one output check
+    check_output(out, overwrite=True, is_dir=True)
 
 
 def _check_same_model(cfg: RunConfig, saved: Path) -> None:

@@ -182,6 +182,9 @@ def test_train_never_replaces_an_existing_run_folder(tmp_path, monkeypatch, trai
         (out / "notes.txt").write_text("mine")
     elif prepare == "empty":
         out.mkdir()
+    elif prepare == "under-file":
+        out.write_text("a file")
+        out = out / "inside"
     else:
         out.write_text("a file")
     res, unchanged, beside = invoke(tmp_path, ["train", str(config), "--out", str(out), "--device", "cpu", *args],
