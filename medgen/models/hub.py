@@ -102,27 +102,31 @@ def write_model(
 
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "weights"
-BUILTIN_MODELS = {f.name: f.name for f in sorted(SHIPPED_DIR.iterdir()) if (f / "model.safetensors").is_file()} \
-    if SHIPPED_DIR.is_dir() else {}
-"""Model folders shipped in ``medgen/weights``, by the name :func:`load_model` accepts: the folder's
-name (a folder that ``scripts/train_generators.py`` or a training script writes there ships by that)."""
+def shipped_models() -> list[str]:
+    """Names of the model folders shipped in ``medgen/weights`` (each folder's name, the name
+    :func:`load_model` accepts); read when asked, so a folder that ``scripts/train_generators.py`` or a
+    training script writes there ships by its name."""
+    if not SHIPPED_DIR.is_dir():
+        return []
+    return [f.name for f in sorted(SHIPPED_DIR.iterdir()) if (f / "model.safetensors").is_file()]
 
 
 def model_folder(path: str | Path) -> Path:
-    """``path`` itself where it exists, else the shipped folder of a model name (:data:`BUILTIN_MODELS`).
+    """``path`` itself where it exists, else the shipped folder of a model name (:func:`shipped_models`).
 
     Raises:
         DataError: neither; the message lists the shipped names.
     """
     if Path(path).exists():
         return Path(path)
-    if str(path) in BUILTIN_MODELS:
-        return SHIPPED_DIR / BUILTIN_MODELS[str(path)]
-    raise DataError(f"{path}: no such model folder, nor a shipped model ({', '.join(BUILTIN_MODELS)})")
+    names = shipped_models()
+    if str(path) in names:
+        return SHIPPED_DIR / str(path)
+    raise DataError(f"{path}: no such model folder, nor a shipped model ({', '.join(names)})")
 
 
 def load_model(path: str | Path, device: torch.device | str = "cpu") -> GenerativeModel | TaskNetwork:
-    """Load a model folder, or a shipped model by name (:data:`BUILTIN_MODELS`, ``medgen models``).
+    """Load a model folder, or a shipped model by name (:func:`shipped_models`, ``medgen models``).
 
     A folder written by ``medgen train`` (``config.yaml`` + weights + card), like the shipped
     ``"ct-lesions"`` (label map → CT), loads as a :class:`GenerativeModel`; a folder with a
@@ -269,8 +273,8 @@ def model_info(path: str | Path) -> ModelInfo:
 
 
 def list_models() -> list[ModelInfo]:
-    """Every shipped model (:data:`BUILTIN_MODELS`), as :func:`model_info` describes it."""
-    return [model_info(name) for name in BUILTIN_MODELS]
+    """Every shipped model (:func:`shipped_models`), as :func:`model_info` describes it."""
+    return [model_info(name) for name in shipped_models()]
 
 
 def _task_of(folder: Path) -> str:

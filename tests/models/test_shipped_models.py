@@ -14,7 +14,7 @@ from medgen.errors import ConfigError, DataError
 from medgen.evaluate.features import prepare
 from medgen.models import GenerativeModel, TaskNetwork
 from medgen.models.enhancers import SliceSR2d
-from medgen.models.hub import BUILTIN_MODELS, list_models, load_generative, load_network
+from medgen.models.hub import list_models, load_generative, load_network, shipped_models
 from medgen.models.task_network import load_task_network, write_task_network
 
 TASKS = {"ct-lesions": "synthesis", "denoiser3d": "denoise", "superres2d": "superres", "superres2d-gan": "superres",
@@ -28,7 +28,7 @@ def _unit(block: torch.Tensor) -> torch.Tensor:
 
 
 def test_every_shipped_name_loads_and_runs_a_forward_pass_on_a_real_volume(mni_block):
-    assert set(BUILTIN_MODELS) == set(TASKS)
+    assert set(shipped_models()) == set(TASKS)
     x = _unit(mni_block.as_tensor().float())[None]  # (1, 1, 32, 28, 24)
     for name, task in TASKS.items():
         model = medgen.load_model(name)
@@ -70,7 +70,7 @@ def test_unknown_name_is_a_data_error_listing_the_shipped_names():
     with pytest.raises(DataError) as err:
         medgen.load_model("no-such-model")
     message = str(err.value)
-    assert "\n" not in message and all(name in message for name in BUILTIN_MODELS)
+    assert "\n" not in message and all(name in message for name in shipped_models())
 
 
 def test_loaders_refuse_a_model_of_another_task():
