@@ -31,10 +31,10 @@ from monai.transforms.traits import ThreadUnsafe
 from monai.utils import TransformBackends
 
 from medgen.augment._base import SeedDrawing, like_input
-from medgen.augment._generative import from_model_space, one_hot_labels
+from medgen.augment._generative import check_compatible, from_model_space, one_hot_labels
 from medgen.augment._lazy_model import LazyModel
 from medgen.augment.deform import RandDeformd, invert_displacement, random_displacement, spacing_of, warp_volume
-from medgen.errors import ConfigError
+from medgen.errors import ConfigError, DataError
 from medgen.io.meta import affine_of, like, spacing_from_affine
 from medgen.synthesize.generate import render_labels
 
@@ -77,6 +77,11 @@ class RandSyntheticPaird(SeedDrawing, MapTransform, InvertibleTransform, ThreadU
             if not classes:
                 raise ConfigError(f"model '{model.name}': RandSyntheticPaird needs a label-conditioned GAN or "
                                   "diffusion model (gan.label_classes or diffusion.label_classes > 0)")
+            check_compatible(model, label, "label map")
+            top = int(torch.as_tensor(label).max())
+            if top >= classes or int(torch.as_tensor(label).min()) < 0:
+                raise DataError(f"model '{model.name}' knows label classes 0-{classes - 1}; this label map has "
+                                f"class {top if top >= classes else int(torch.as_tensor(label).min())}")
             u = random_displacement(self.seed, label.shape[1:], info["spacing_mm"], self.strength)
             label = warp_volume(label, u, "nearest", "zeros")
             y = render_labels(model, one_hot_labels(label, classes, model.config.size), self.seed)

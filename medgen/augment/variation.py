@@ -6,7 +6,7 @@ learnt distribution (texture, contrast, noise of the training scans). For small 
 and so the label map, is kept: the case gets a new appearance with the same ground truth. ``s``
 sets how far it wanders (0: unchanged, 1: an unrelated sample).
 
-The model is a medgen diffusion model folder (``medgen train`` with family ``diffusion``), loaded
+The model is a medgen diffusion model folder (family ``diffusion`` or ``ldm``, or a shipped name), loaded
 lazily once per process (see :mod:`medgen.augment._lazy_model`); the scan is mapped to the model's
 range and size and back to its own units and shape. Cost: ``steps * s`` network evaluations per call
 (GPU recommended on the fly; else write a synthetic pool once with :func:`medgen.augment.write_pool`).
@@ -24,7 +24,7 @@ import torch
 from monai.data import MetaTensor
 
 from medgen.augment._base import SeededRandomTransform, SeededRandomTransformd, like_input
-from medgen.augment._generative import from_model_space, sdedit, to_model_space
+from medgen.augment._generative import check_compatible, from_model_space, sdedit, to_model_space
 from medgen.augment._lazy_model import LazyModel
 
 
@@ -32,7 +32,7 @@ class RandGenerativeVariation(SeededRandomTransform):
     """SDEdit variation of ``(C, X, Y, Z)`` in data units (see module docstring).
 
     Args:
-        model: path of a medgen diffusion model folder.
+        model: a medgen diffusion model folder (pixel or latent) or a shipped name.
         strength: ``(low, high)`` range the strength is drawn from, in (0, 1].
         steps: sampler steps over the full time range (``steps * strength`` are run).
         prob: chance of applying it.
@@ -48,6 +48,7 @@ class RandGenerativeVariation(SeededRandomTransform):
 
     def apply(self, img: torch.Tensor, seed: int) -> tuple[torch.Tensor, dict[str, Any]]:
         model = self.model.get()
+        check_compatible(model, img)
         s = float(np.random.default_rng(seed).uniform(*self.strength))
         gen = torch.Generator().manual_seed(seed)
         y = sdedit(model, to_model_space(model, img), s, self.steps, gen)

@@ -28,7 +28,8 @@ def size_multiple(cfg: ModelConfig, vae_cfg: ModelConfig | None = None) -> int:
 def build_network(cfg: ModelConfig, vae_cfg: ModelConfig | None = None) -> nn.Module:
     """The network a finished model samples with: ``VAE``, ``Generator`` or ``DiffusionNet``.
 
-    For ``ldm`` the diffusion net works on ``vae_cfg.vae.latent_channels`` channels.
+    For ``ldm`` the diffusion net works on ``vae_cfg.vae.latent_channels`` channels at the latent size
+    (``model.size`` over the VAE's downsampling); its ``mean_image`` is then the mean training latent.
     """
     if cfg.family == "vae":
         return VAE(cfg)
@@ -37,7 +38,8 @@ def build_network(cfg: ModelConfig, vae_cfg: ModelConfig | None = None) -> nn.Mo
     if cfg.family == "ldm":
         if vae_cfg is None:
             raise ValueError("latent diffusion needs the VAE's config")
-        return DiffusionNet(cfg, in_channels=vae_cfg.vae.latent_channels)
+        down = 2 ** (len(vae_cfg.vae.channels) - 1)
+        return DiffusionNet(cfg, in_channels=vae_cfg.vae.latent_channels, size=[s // down for s in cfg.size])
     return DiffusionNet(cfg)
 
 

@@ -80,9 +80,10 @@ class DiffusionConfig:
     (rectified-flow velocity ``x0 - noise``, sampled with the RFlow Euler solver).
     ``cond_dim > 0`` conditions on a vector of that many class/scalar values, with classifier-free
     guidance when trained with ``cond_drop > 0``.
-    ``mean_image`` (pixel-space diffusion): diffuse the residual ``(x - mean) / scale`` around the
-    average training image (``scale``: the residuals' std), so a model trained for minutes on aligned
-    data (brains in one space) already samples the average anatomy plus learnt variation.
+    ``mean_image``: diffuse the residual ``(x - mean) / scale`` around the average training image
+    (``scale``: the residuals' std), so a model trained for minutes on aligned data (brains in one
+    space) already samples the average anatomy plus learnt variation; in latent diffusion, around
+    the average training latent.
     ``label_classes > 0`` (pixel-space diffusion): a MONAI ``ControlNet`` conditioned on a one-hot
     label map of that many classes steers every denoising step (label-map → image, lesion inpainting).
     """

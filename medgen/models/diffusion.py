@@ -14,7 +14,8 @@ lesion inpainting).
 With ``mean_image`` the network works on residuals around the average training image:
 :meth:`DiffusionNet.to_residual` maps model-range images ``(B, C, *size)`` to ``(x - mean) / scale``
 and :meth:`DiffusionNet.from_residual` back (both buffers are saved with the weights and set from
-the training data by the engine); without it both are the identity.
+the training data by the engine); without it both are the identity. In latent diffusion the same
+buffers hold the mean training latent and the latent residuals' std (``size``: the latent size).
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from medgen.models.config import ModelConfig
 class DiffusionNet(nn.Module):
     """Noise (epsilon) or velocity (rectified flow) predictor ``(B, C, *size) → (B, C, *size)``."""
 
-    def __init__(self, cfg: ModelConfig, in_channels: int | None = None) -> None:
+    def __init__(self, cfg: ModelConfig, in_channels: int | None = None, size: list[int] | None = None) -> None:
         super().__init__()
         d = cfg.diffusion
         channels = in_channels or cfg.in_channels
@@ -52,7 +53,7 @@ class DiffusionNet(nn.Module):
             if self.control is not None:
                 self.control.class_embedding = nn.Linear(d.cond_dim + 1, d.channels[0] * 4)
         self.downsampling = 2 ** (levels - 1)
-        self.register_buffer("mean_image", torch.zeros(1, channels, *cfg.size) if d.mean_image else None)
+        self.register_buffer("mean_image", torch.zeros(1, channels, *(size or cfg.size)) if d.mean_image else None)
         self.register_buffer("residual_scale", torch.ones(()) if d.mean_image else None)
 
     def to_residual(self, x: torch.Tensor) -> torch.Tensor:

@@ -100,7 +100,8 @@ def _batch(model, gens, sampler, steps, cond, labels, guidance, device) -> torch
         shape = [b, model.vae_config.vae.latent_channels, *[s // down for s in cfg.size]]
     x = sample(with_labels(net, labels), cfg.diffusion, shape, sampler=sampler, steps=steps, cond=cond,
                guidance=guidance, generator=gens, device=device)
-    return model.vae.decode(x) if cfg.family == "ldm" else net.from_residual(x)
+    x = net.from_residual(x)
+    return model.vae.decode(x) if cfg.family == "ldm" else x
 
 
 def _conditions(model: GenerativeModel, condition, device) -> tuple[torch.Tensor | None, torch.Tensor | None]:

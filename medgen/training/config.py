@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from medgen.errors import ConfigError
+from medgen.errors import ConfigError, DataError
 from medgen.models.build import check_network, size_multiple
 from medgen.models.config import (
     MAX_INPUT_CHANNELS,
@@ -206,8 +206,6 @@ def check_config(cfg: RunConfig) -> None:
     if cfg.data.patch_size is not None and mean_image:
         raise ConfigError(f"key 'model.{m.family}.mean_image': the mean image is a whole-volume prior; "
                           "it cannot be combined with data.patch_size")
-    if m.family == "ldm" and m.diffusion.mean_image:
-        raise ConfigError("key 'model.diffusion.mean_image': only for pixel-space diffusion, not family 'ldm'")
     labelled = m.family in ("gan", "diffusion")
     if cfg.data.condition == "labels" and labelled and m.label_classes != cfg.data.label_classes:
         raise ConfigError(f"key 'model.{m.family}.label_classes': must equal data.label_classes for label conditioning")
@@ -250,11 +248,11 @@ def check_inputs(cfg: RunConfig) -> ModelConfig | None:
             raise ConfigError(f"key 'data.folder': {d.folder} is not a folder")
     if m.family != "ldm":
         return None
-    from medgen.models.hub import read_model_config
+    from medgen.models.hub import model_folder, read_model_config
 
-    try:
-        vae_cfg = read_model_config(Path(str(m.vae_path)) / "config.yaml")
-    except ConfigError as err:
+    try:  # a folder or a shipped model's name (brain-vae)
+        vae_cfg = read_model_config(model_folder(str(m.vae_path)) / "config.yaml")
+    except (ConfigError, DataError) as err:
         raise ConfigError(f"key 'model.vae_path': {err}") from None
     if vae_cfg.family != "vae":
         raise ConfigError(f"key 'model.vae_path': {m.vae_path} holds a {vae_cfg.family} model, not a VAE")

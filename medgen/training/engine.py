@@ -22,11 +22,12 @@ import math
 import random
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import torch
+from monai.data import CacheDataset
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel as DDP
 
@@ -154,8 +155,11 @@ def _run(cfg: RunConfig, out: Path, info: distributed.DistInfo, *, resume: bool,
         vae_model = load_model(cfg.model.vae_path)
         vae, vae_cfg = vae_model.network.to(info.device), vae_model.config
     recipe = make_recipe(cfg, data.cond_dim, vae, vae_cfg)
+    if vae is not None:
+        data = _with_latents(data, vae, info.device)
     if recipe.init_from_data is not None and ckpt is None:
-        recipe.init_from_data(torch.stack([item["image"] for item in data.train]))
+        key = "latent" if vae is not None else "image"
+        recipe.init_from_data(torch.stack([item[key] for item in data.train]))
     nets = {k: v.to(info.device) for k, v in recipe.nets.items()}
     emas = {recipe.ema_key: EMA(nets[recipe.ema_key], t.ema_decay)} if t.ema_decay > 0 else {}
     optimizers = {name: torch.optim.AdamW(nets[name].parameters(), lr=_lr(cfg, name), betas=tuple(t.betas),
@@ -301,6 +305,15 @@ def _set_latent_scale(vae: nn.Module, data: PreparedData, device: torch.device) 
     vae.latent_scale.fill_(float(1.0 / std.clamp_min(1e-6)))
     vae.fit_prior(latents)
     vae.train(was_training)
+
+
+@torch.no_grad()
+def _with_latents(data: PreparedData, vae: nn.Module, device: torch.device) -> PreparedData:
+    """The training set with each image's scaled latent ``"latent"`` ``(latent_channels, *latent size)``,
+    encoded once: the frozen VAE's latent mean is deterministic, so latent diffusion need not run the
+    encoder on every step (on a CPU it costs more than the diffusion step itself)."""
+    items = [{**item, "latent": vae.encode(item["image"][None].to(device))[0].cpu()} for item in data.train]
+    return replace(data, train=CacheDataset(items, transform=None, cache_rate=1.0, num_workers=0, progress=False))
 
 
 def _export(cfg, out, inference, data, vae, vae_cfg, step, history, seconds) -> Path:

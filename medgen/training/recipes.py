@@ -38,7 +38,8 @@ class Recipe:
     preview: Callable[[nn.Module, list[dict], torch.device], torch.Tensor]
     frozen: dict[str, nn.Module] = field(default_factory=dict)
     init_from_data: Callable[[torch.Tensor], None] | None = None
-    """Called once on a fresh run with the training images ``(N, C, *size)`` (model range)."""
+    """Called once on a fresh run with the training images ``(N, C, *size)`` (model range), or with
+    their scaled latents ``(N, latent_channels, *latent size)`` for latent diffusion."""
 
 
 def make_recipe(cfg: RunConfig, cond_dim: int, vae: VAE | None = None, vae_cfg: ModelConfig | None = None) -> Recipe:
@@ -175,9 +176,12 @@ def _diffusion_recipe(cfg: RunConfig, cond_dim: int, vae: VAE | None, vae_cfg: M
 
     def loss_fn(m, batch, step, rng):
         x = batch["image"]
-        if vae is not None:
-            with torch.no_grad():
-                x = frozen["vae"].encode(x)
+        if vae is not None:  # the engine encodes the training set once ("latent"); encode otherwise
+            if "latent" in batch:
+                x = batch["latent"]
+            else:
+                with torch.no_grad():
+                    x = frozen["vae"].encode(x)
         x = net.to_residual(x)
         noise = torch.randn(x.shape, generator=rng).to(x.device)
         if d.objective == "rflow":
@@ -206,7 +210,7 @@ def _diffusion_recipe(cfg: RunConfig, cond_dim: int, vae: VAE | None, vae_cfg: M
                    generator=torch.Generator().manual_seed(1234), device=device)
         if vae is not None:
             with torch.no_grad():
-                return frozen["vae"].decode(x)
+                return frozen["vae"].decode(model_net.from_residual(x))
         return model_net.from_residual(x)
 
     init = init_mean_image if d.mean_image else None

@@ -19,11 +19,13 @@ SIZE = [24, 24, 24]
 
 
 def _model_folder(root, family: str, **section) -> str:
+    """A tiny untrained model folder on the cohort's 3 mm MR grid."""
     cfg = from_dict(ModelConfig, {"family": family, "size": SIZE, **section}, "model")
     torch.manual_seed(0)
     folder = root / family / "model"
     write_model(folder, run_config={"model": to_dict(cfg)}, network=build_network(cfg),
-                normalization=Normalization("percentile", 0.0, 1.0), reference={"affine": np.eye(4).tolist()},
+                normalization=Normalization("percentile", 0.0, 1.0),
+                reference={"affine": np.diag([3.0, 3.0, 3.0, 1.0]).tolist(), "modality": "MR"},
                 card="tiny untrained test model")
     return str(folder)
 
@@ -69,6 +71,24 @@ def test_synthetic_pair_gives_a_deformed_label_and_an_image_on_its_grid(models, 
     assert torch.equal(out["image"].affine, small["image"].affine)
     back = t.inverse(out)
     assert (back["label"] != small["label"]).float().mean() < (out["label"] != small["label"]).float().mean()
+
+
+def test_generative_transforms_refuse_another_grid_modality_or_label_class_in_one_line(models, small):
+    from monai.transforms import Spacing
+
+    from medgen.errors import DataError
+
+    fine = Spacing(pixdim=(1.5, 1.5, 1.5), mode="nearest")(small["label"].float())  # a 1.5 mm label map
+    with pytest.raises(DataError, match=r"3 x 3 x 3 mm voxels but this label map has 1.5 x 1.5 x 1.5 mm"):
+        RandSyntheticPaird(model=models["spade"], device="cpu")({"image": fine.clone(), "label": fine})
+    ct = small["image"].clone()
+    ct.meta["modality"] = "CT"
+    with pytest.raises(DataError, match="trained on MR scans but this image is CT"):
+        RandGenerativeVariationd("image", model=models["diffusion"], device="cpu")({"image": ct})
+    five = small["label"].clone()
+    five[0, 0, 0, 0] = 5  # a class the 4-class generator does not know
+    with pytest.raises(DataError, match="knows label classes 0-3; this label map has class 5"):
+        RandSyntheticPaird(model=models["spade"], device="cpu")({"image": small["image"], "label": five})
 
 
 def test_synthetic_pair_refuses_a_model_that_is_not_label_conditioned(models, small):
