@@ -24,7 +24,8 @@ repeated (what ``mean_image`` models start from), and held-out set B (real vs re
 ``benchmarks/results/models.json`` (command, commit, date, every figure and per-seed values) and a
 Markdown table is printed.
 
-    python benchmarks/models.py --models brain-gan brain-rflow --num 16 --seeds 0 1 2
+    python benchmarks/models.py --models brain-vae brain-ldm --num 16 --seeds 0 1 2 \\
+        --json benchmarks/results/models_3mm.json --montage docs/figures/models_3mm.png
     python benchmarks/models.py --train configs/brain3mm_gan.yaml --steps 50 --num 4 --seeds 0   # smoke run
 """
 
@@ -51,6 +52,7 @@ from medgen.synthesize.generate import render_labels
 from medgen.training import parse_config, train
 from medgen.training.config import RunConfig, config_dict, load_config
 from medgen.training.data import prepare_data
+from medgen.viz import save_montage
 
 ROOT = Path(__file__).resolve().parents[1]
 TISSUES = {1: "CSF", 2: "GM", 3: "WM"}
@@ -166,6 +168,8 @@ def main() -> None:
     p.add_argument("--seg-steps", type=int, default=300, help="training steps of the realism segmenter")
     p.add_argument("--runs", type=Path, default=Path("/tmp/medgen_bench_models"))
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "models.json")
+    p.add_argument("--montage", type=Path, default=None,
+                   help="PNG: two held-out real subjects, then two samples (first seed) of each model")
     args = p.parse_args()
     if not args.models and not args.train and not args.config:
         p.error("nothing to score: give --models and/or --train, or --config for the baselines alone")
@@ -206,7 +210,7 @@ def main() -> None:
     ctx = {"real_a": real_a, "real_b": real_b, "train": train_set, "unet": unet, "affine": affine, "vols_a": vols_a}
     seg_dice_real = float(np.mean([dice(lab, pred) for lab, pred in zip(labels_a, segment(unet, real_a))]))
 
-    rows = []
+    rows, shown = [], [(f"real held-out subject {i + 1}", real_a[i]) for i in range(min(2, args.num))]
     for name, model, train_s in models:
         by_seed, per = {}, []
         for seed in args.seeds:
@@ -218,6 +222,7 @@ def main() -> None:
             pred = segment(unet, by_seed[args.seeds[0]])
             row["label_dice"] = float(np.mean([dice(lab, p) for lab, p in zip(labels_c, pred)]))
         rows.append(row)
+        shown += [(f"{name} sample {i + 1}", x) for i, x in enumerate(by_seed[args.seeds[0]][:2])]
         print(f"done {name}: FID {row['fid']:.1f}, MMD {row['mmd']:.3f}", flush=True)
 
     mean = train_set.mean(0, keepdim=True).expand(args.num, *train_set.shape[1:])
@@ -236,6 +241,10 @@ def main() -> None:
         "configs": {name: config_dict(parse_config(yaml_of(m))) for name, m, _ in models}
         or {base.name: config_dict(base)},
     }
+    if args.montage is not None:
+        save_montage([x for _, x in shown], args.montage, titles=[t for t, _ in shown], overwrite=True)
+        where = args.montage.resolve()
+        result["montage"] = where.relative_to(ROOT).as_posix() if where.is_relative_to(ROOT) else str(where)
     result = json.loads(write_results(args.json, result).read_text())
     print(table(result))
 

@@ -26,6 +26,7 @@ real label maps (:func:`medgen.augment.synthetic_pair.synthetic_pairs`).
 from __future__ import annotations
 
 import json
+import warnings
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -37,8 +38,8 @@ from monai.transforms import apply_transform
 
 from medgen.augment._lazy_model import LazyModel
 from medgen.augment.synthetic_pair import synthetic_pairs
-from medgen.data.folder import load_folder, load_item
-from medgen.errors import ConfigError, DataError
+from medgen.data.folder import load_item, read_boxes
+from medgen.errors import ConfigError, DataError, MedgenError, MedgenWarning
 from medgen.io import mark, save_scan
 from medgen.io.atomic import atomic_path
 
@@ -205,11 +206,40 @@ def _lesion_pool(model, folder, num_cases, labels, *, seed, lesions, lesion_labe
 
 
 def pool_datalist(folder: str | Path) -> list[dict[str, Any]]:
-    """The pool's cases as a MONAI datalist (:func:`medgen.data.load_folder`): paths, boxes as tensors."""
+    """The pool's cases, from its index, as a MONAI datalist: image/label paths, boxes as tensors.
+
+    A case of the pool's index whose image or label file is missing is left out with a
+    :class:`~medgen.errors.MedgenWarning` naming it (the rest of the pool stays usable).
+
+    Raises:
+        DataError: not a pool folder, an unreadable index, or no case left.
+    """
     root = Path(folder)
     if not (root / POOL_INDEX).is_file():
         raise DataError(f"{root}: not a synthetic pool (missing {POOL_INDEX}); write one with write_pool")
-    return load_folder(root)
+    try:
+        cases = json.loads((root / POOL_INDEX).read_text())["cases"]
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise DataError(f"{root / POOL_INDEX}: not a readable pool index ({type(err).__name__})") from None
+    datalist = []
+    for case in cases:
+        entry = {key: case[key] for key in ("image", "label") if isinstance(case, dict) and key in case}
+        files = {key: (root / rel).resolve() for key, rel in entry.items()}
+        missing = [entry[key] for key, path in files.items()
+                   if not path.is_relative_to(root.resolve()) or not path.is_file()]
+        boxes = root / "boxes" / f"{case.get('id')}.json" if isinstance(case, dict) else None
+        try:
+            box_data = read_boxes(boxes) if boxes is not None and boxes.is_file() else {}
+        except DataError as err:
+            missing.append(f"{boxes.name} ({err})")
+        if missing or "image" not in entry:
+            warnings.warn(f"{root}: case {case.get('id') if isinstance(case, dict) else case}: "
+                          f"{', '.join(missing) or 'no image'} is missing; skipped", MedgenWarning, stacklevel=2)
+            continue
+        datalist.append({**{key: str(path) for key, path in files.items()}, **box_data, "subject_id": case["id"]})
+    if not datalist:
+        raise DataError(f"{root}: no readable case left in this pool")
+    return datalist
 
 
 def load_case(entry: dict[str, Any]) -> dict[str, Any]:
@@ -231,11 +261,40 @@ class SyntheticPoolDataset(Dataset):
     def __init__(self, folder: str | Path, transform: Callable | None = None, *, cache: bool = False) -> None:
         self.folder = Path(folder)
         super().__init__(data=pool_datalist(folder), transform=transform)
-        self._cached = [load_case(entry) for entry in self.data] if cache else None
+        self._bad: set[int] = set()
+        self._cached = None
+        if cache:
+            loaded = [(entry, _read_or_warn(entry)) for entry in self.data]
+            self.data = [entry for entry, case in loaded if case is not None]
+            self._cached = [case for _, case in loaded if case is not None]
+            if not self.data:
+                raise DataError(f"{self.folder}: no readable case left in this pool")
 
     def _transform(self, index: int) -> Any:
         if self._cached is not None:
             case = {k: v.clone() if isinstance(v, torch.Tensor) else v for k, v in self._cached[index].items()}
         else:
-            case = load_case(self.data[index])
+            case = self._read(index)
         return apply_transform(self.transform, case) if self.transform is not None else case
+
+    def _read(self, index: int) -> dict[str, Any]:
+        """Case ``index``, or (when its files cannot be read: warned once, then skipped) the next readable one."""
+        n = len(self.data)
+        for k in range(n):
+            i = (index + k) % n
+            if i in self._bad:
+                continue
+            case = _read_or_warn(self.data[i])
+            if case is not None:
+                return case
+            self._bad.add(i)
+        raise DataError(f"{self.folder}: no readable case left in this pool")
+
+
+def _read_or_warn(entry: dict[str, Any]) -> dict[str, Any] | None:
+    """:func:`load_case`, or None with a :class:`~medgen.errors.MedgenWarning` naming the unreadable file."""
+    try:
+        return load_case(entry)
+    except MedgenError as err:
+        warnings.warn(f"{err}; case skipped", MedgenWarning, stacklevel=3)
+        return None

@@ -87,7 +87,7 @@ def load_folder(
             if match is not None:
                 item[key] = str(match)
         if boxes_dir is not None:
-            item.update(_read_boxes(boxes_dir / f"{sid}.json"))
+            item.update(read_boxes(boxes_dir / f"{sid}.json"))
         item["subject_id"] = sid
         items.append(item)
     for key in extra:
@@ -147,7 +147,7 @@ def _match(scans: dict[str, Path], sid: str, *, same_folder: bool) -> Path | Non
     return None
 
 
-def _read_boxes(path: Path) -> dict[str, torch.Tensor]:
+def read_boxes(path: Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise DataError(f"{path}: box file missing (every image of a folder with boxes/ needs one)")
     try:

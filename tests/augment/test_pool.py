@@ -49,6 +49,26 @@ def test_pool_is_never_overwritten_silently_and_bad_folders_say_so(subject, tmp_
         SyntheticPoolDataset(tmp_path)
 
 
+def test_pool_with_a_missing_or_corrupt_case_reports_it_and_skips_it_never_serves_zeros(subject, tmp_path):
+    from medgen.errors import MedgenWarning
+
+    folder = write_pool(tmp_path / "pool", _generator(subject), 4, seed=5)
+    intact = [SyntheticPoolDataset(folder)[i]["image"].as_tensor() for i in range(4)]
+    (folder / "labels" / "case-00001.nii.gz").unlink()  # a missing file: left out when the pool is listed
+    with pytest.warns(MedgenWarning, match=r"case case-00001: labels/case-00001.nii.gz is missing; skipped"):
+        ds = SyntheticPoolDataset(folder)
+    assert len(ds) == 3
+    corrupt = folder / "images" / "case-00002.nii.gz"  # a truncated file: found when it is read
+    corrupt.write_bytes(corrupt.read_bytes()[:200])
+    with pytest.warns(MedgenWarning, match=r"case-00002.nii.gz.*case skipped"):
+        served = ds[1]["image"].as_tensor()  # case-00002's place: the next readable case instead
+    assert torch.equal(served, intact[3]) and served.abs().sum() > 0
+    with pytest.warns(MedgenWarning) as caught:
+        cached = SyntheticPoolDataset(folder, cache=True)
+    assert sorted(str(w.message).split("case-0000")[1][0] for w in caught) == ["1", "2"]
+    assert len(cached) == 2 and all(c["image"].abs().sum() > 0 for c in cached)
+
+
 def test_mixing_serves_the_chosen_ratio_deterministically_and_uses_every_real_case():
     real, synthetic = [{"i": i} for i in range(6)], [{"i": 100 + i} for i in range(20)]
     mixed = MixedDataset(real, synthetic, synthetic_fraction=0.25, seed=0)
