@@ -46,7 +46,9 @@ from medgen.evaluate.distributions import tissue_volumes
 from medgen.evaluate.downstream import train_segmenter
 from medgen.evaluate.generation import feature_name, fid, mmd, ms_ssim_diversity
 from medgen.evaluate.privacy import memorisation_audit
+from medgen.io.atomic import atomic_path
 from medgen.models import load_model
+from medgen.models.hub import model_folder, shipped_models
 from medgen.synthesize import synthesize
 from medgen.synthesize.generate import render_labels
 from medgen.training import parse_config, train
@@ -168,6 +170,8 @@ def main() -> None:
     p.add_argument("--seg-steps", type=int, default=300, help="training steps of the realism segmenter")
     p.add_argument("--runs", type=Path, default=Path("/tmp/medgen_bench_models"))
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "models.json")
+    p.add_argument("--cards", action="store_true",
+                   help="write each shipped model's held-out figures into its card.json (metrics, metrics_source)")
     p.add_argument("--montage", type=Path, default=None,
                    help="PNG: two held-out real subjects, then two samples (first seed) of each model")
     args = p.parse_args()
@@ -246,7 +250,34 @@ def main() -> None:
         where = args.montage.resolve()
         result["montage"] = where.relative_to(ROOT).as_posix() if where.is_relative_to(ROOT) else str(where)
     result = json.loads(write_results(args.json, result).read_text())
+    if args.cards:
+        write_cards(result, args.json)
     print(table(result))
+
+
+def write_cards(result: dict, json_path: Path) -> None:
+    """Each shipped model's row, next to the baselines of the same run, into its ``card.json``."""
+    base = {b["row"].removeprefix("baseline: "): b for b in result["baselines"]}
+    where = json_path.resolve().relative_to(ROOT).as_posix() if json_path.resolve().is_relative_to(ROOT) else json_path
+    for row in result["rows"]:
+        if row["row"] not in shipped_models():
+            continue
+        card_path = model_folder(row["row"]) / "card.json"
+        card = json.loads(card_path.read_text())
+        card["metrics"] = {
+            "fid": round(row["fid"], 2), "feature_mmd": round(row["mmd"], 4),
+            "fid_average_image": round(base["average training image"]["fid"], 2),
+            "fid_training_subjects": round(base["training subjects"]["fid"], 2),
+            "ms_ssim_diversity": round(row["ms_ssim_diversity"], 3),
+            "ms_ssim_diversity_real": round(base["real held-out set B"]["ms_ssim_diversity"], 3),
+            "samples_nearer_than_real": row["samples_nearer_than_real"],
+            "sampling_seconds_per_volume": round(row["sampling_seconds_per_volume"], 2),
+        }
+        card["metrics_source"] = (f"`{result['command']}` ({where}, commit {result['commit'][:8]}): "
+                                  f"{result['num']} samples per seed, seeds {result['seeds']}, against held-out "
+                                  f"simulated subjects on {result['device']}")
+        with atomic_path(card_path, overwrite=True) as tmp:
+            tmp.write_text(json.dumps(card, indent=2) + "\n")
 
 
 def yaml_of(model) -> dict:

@@ -15,6 +15,7 @@ its card. Afterwards score them with ``benchmarks/models.py --models NAME ...``.
 from __future__ import annotations
 
 import argparse
+import json
 import shutil
 import sys
 import time
@@ -47,14 +48,37 @@ def main() -> None:
         if result.model_dir is None:
             sys.exit(f"error: {cfg.name}: the run stopped before its last step; rerun with --resume")
         device = torch.cuda.get_device_name() if torch.cuda.is_available() and args.device != "cpu" else "CPU"
+        command = f"python scripts/train_generators.py {' '.join(sys.argv[1:])}"
+        seconds = time.time() - t0
         with atomic_path(args.ship / cfg.name, overwrite=True, is_dir=True) as tmp:
             shutil.copytree(result.model_dir, tmp, dirs_exist_ok=True)
             card = (tmp / "model_card.md").read_text()
             (tmp / "model_card.md").write_text(
                 card.rstrip() + f"\n\n## How it was made\n\n- config: `{path.as_posix()}`\n"
-                f"- command: `python scripts/train_generators.py {' '.join(sys.argv[1:])}`\n"
-                f"- device: {device}; wall time of this call {time.time() - t0:.0f} s\n")
+                f"- command: `{command}`\n- device: {device}; wall time of this call {seconds:.0f} s\n")
+            record = card_record(cfg, path, command, device, seconds)
+            (tmp / "card.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"shipped {cfg.name} -> {args.ship / cfg.name} ({time.time() - t0:.0f} s)", flush=True)
+
+
+def card_record(cfg, path: Path, command: str, device: str, seconds: float) -> dict:
+    """``card.json`` of a shipped generator: what it is, its training run; ``metrics`` stay empty until
+    ``benchmarks/models.py --cards`` writes the held-out figures in."""
+    header = [line[1:].strip() for line in path.read_text().splitlines() if line.startswith("#")]
+    d, t = cfg.data, cfg.train
+    return {
+        "name": cfg.name,
+        "description": " ".join(line for line in header if not line.startswith("python ")),
+        "training": {
+            "data": f"built-in brain cohort (medgen.data.brain_cohort), {d.n_subjects} subjects ({d.val_subjects} "
+                    f"held out), {d.resolution} mm, contrasts {d.contrasts}",
+            "steps": t.steps, "batch": t.batch_size, "lr": t.lr, "seed": t.seed, "ema_decay": t.ema_decay,
+            "wall_time_s": round(seconds), "device": device, "config": path.as_posix(), "command": command,
+        },
+        "metrics": {},
+        "metrics_source": "not benchmarked yet: python benchmarks/models.py --models NAME --cards",
+        "license": "Apache-2.0",
+    }
 
 
 if __name__ == "__main__":
