@@ -23,8 +23,9 @@ def demo(
     small models.
 
     Writes every format, PNG montages of the cohort and phantom, denoises a noisy MNI152 crop and
-    super-resolves a thick-slice one (PSNR printed), then trains a small VAE, GAN and rectified-flow
-    model on the 3 mm cohort (a few minutes on a CPU) and writes their samples.
+    super-resolves a thick-slice one (PSNR printed), samples the shipped brain generators, then trains a
+    small VAE, GAN and rectified-flow model on the 3 mm cohort (a few minutes on a CPU) and writes
+    their samples.
     """
     from medgen.demo.enhance import demo_enhance
     from medgen.demo.scans import demo_cohort, demo_io
@@ -33,9 +34,11 @@ def demo(
                 ("built-in cohort and CT phantom", lambda: demo_cohort(out, overwrite=overwrite)),
                 ("denoising and super-resolution of an MNI152 crop", lambda: demo_enhance(out, overwrite=overwrite))]
     if models:
-        from medgen.demo.models import demo_models
+        from medgen.demo.models import demo_models, demo_shipped
 
         kwargs = {"steps": steps} if steps else {}
+        sections.append(("samples of the shipped brain generators (whole head, 3 mm)",
+                         lambda: demo_shipped(out, overwrite=overwrite)))
         sections.append(("three generative models on the 3 mm cohort",
                          lambda: demo_models(out, overwrite=overwrite, **kwargs)))
     for title, run in sections:
