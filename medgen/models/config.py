@@ -43,6 +43,10 @@ class VAEConfig:
 
     ``mean_image``: code the residual around the average training image (aligned data: brains in
     one space), so short CPU runs reconstruct and sample anatomy instead of a blur.
+    ``prior_rank``: the prior the VAE samples from on its own. 0: a Gaussian fitted to the training
+    latents voxel by voxel; ``k > 0``: a low-rank Gaussian over whole latents (probabilistic PCA: the
+    ``k`` leading components of the training latents plus the per-voxel rest), so a sample varies as
+    whole subjects do instead of voxel by voxel.
     """
 
     channels: list[int] = field(default_factory=lambda: [16, 32, 32])
@@ -51,6 +55,7 @@ class VAEConfig:
     norm_num_groups: int = 8
     attention: bool = False
     mean_image: bool = False
+    prior_rank: int = 0
 
 
 @dataclass
@@ -163,6 +168,7 @@ def check_model_config(cfg: ModelConfig, key: str = "model") -> None:
         _check_levels(f"{key}.vae", v.channels, v.norm_num_groups)
         in_range(f"{key}.vae.latent_channels", v.latent_channels, 1, MAX_INPUT_CHANNELS)
         in_range(f"{key}.vae.num_res_blocks", v.num_res_blocks, 0, MAX_BLOCKS)
+        in_range(f"{key}.vae.prior_rank", v.prior_rank, 0, 1024)
     elif cfg.family == "gan":
         g = cfg.gan
         _check_levels(f"{key}.gan", g.channels, None)

@@ -5,11 +5,15 @@
 saved with the weights) is ``1 / std`` of training latents, so ``z * latent_scale`` has unit variance
 as latent diffusion expects.
 
-Sampling the VAE alone (:meth:`VAE.sample_latent`) draws from a diagonal Gaussian fitted to the
-training latents, voxel by voxel (``prior_mean``, ``prior_std``, buffers saved with the weights),
-rather than from ``N(0, 1)``: with the weak KL term that keeps reconstructions sharp, the posterior
-is far from the standard normal, and ``N(0, 1)`` latents decode to texture, not anatomy (ex-post
-density estimation: Ghosh et al., "From variational to deterministic autoencoders", ICLR 2020).
+Sampling the VAE alone (:meth:`VAE.sample_latent`) draws from a Gaussian fitted to the training
+latents (``prior_mean``, ``prior_std`` and, with ``vae.prior_rank > 0``, ``prior_basis``: buffers saved
+with the weights), rather than from ``N(0, 1)``: with the weak KL term that keeps reconstructions
+sharp, the posterior is far from the standard normal, and ``N(0, 1)`` latents decode to texture, not
+anatomy (ex-post density estimation: Ghosh et al., "From variational to deterministic autoencoders",
+ICLR 2020). Voxel by voxel (``prior_rank`` 0) the latent of a sample varies independently at every
+latent voxel; with ``prior_rank`` k it is the mean plus a Gaussian mix of the k leading principal
+components of the training latents (what varies together between subjects: head size, ventricles,
+contrast) plus the per-voxel variance they leave (probabilistic PCA, Tipping & Bishop 1999).
 Before training sets them they are 0 and 1, the standard normal prior.
 
 With ``mean_image`` the autoencoder codes the residual ``x - mean`` around the average training
@@ -19,6 +23,8 @@ not a blur.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 from monai.networks.nets import AutoencoderKL
@@ -46,6 +52,7 @@ class VAE(nn.Module):
         latent = [v.latent_channels, *[max(1, s // self.downsampling) for s in cfg.size]]
         self.register_buffer("prior_mean", torch.zeros(1, *latent))
         self.register_buffer("prior_std", torch.ones(1, *latent))
+        self.register_buffer("prior_basis", torch.zeros(v.prior_rank, math.prod(latent)) if v.prior_rank else None)
         self.register_buffer("mean_image", torch.zeros(1, cfg.in_channels, *cfg.size) if v.mean_image else None)
         if v.mean_image:  # the decoder's last convolution starts at zero: the first output is the mean image
             last = [m for m in self.net.decoder.modules() if isinstance(m, (nn.Conv2d, nn.Conv3d))][-1]
@@ -76,18 +83,33 @@ class VAE(nn.Module):
         """One scaled latent ``(1, latent_channels, *size / downsampling)`` from the fitted prior
         (:meth:`decode` turns it into an image)."""
         eps = torch.randn(self.prior_mean.shape, generator=generator).to(self.prior_mean.device)
-        return (self.prior_mean + self.prior_std * eps) * self.latent_scale
+        z = self.prior_mean + self.prior_std * eps
+        if self.prior_basis is not None:
+            k = torch.randn(1, self.prior_basis.shape[0], generator=generator).to(self.prior_basis.device)
+            z = z + (k @ self.prior_basis).view_as(z)
+        return z * self.latent_scale
 
     @torch.no_grad()
     def fit_prior(self, latents: list[torch.Tensor]) -> None:
         """Set ``prior_mean``/``prior_std`` from unscaled training latent means ``(1, c, ...)`` each.
 
-        Latents of another grid than the prior's (patch training) give per-channel statistics instead.
+        Latents of another grid than the prior's give per-channel statistics instead (and no basis).
+        With ``prior_basis`` its rows are the leading principal directions of the latents, each scaled
+        by its standard deviation, and ``prior_std`` holds the per-voxel variance they leave.
         """
         z = torch.cat(latents)
         if tuple(z.shape[1:]) == tuple(self.prior_mean.shape[1:]):
             mean = z.mean(0, keepdim=True)
             std = z.std(0, keepdim=True) if len(z) > 1 else torch.ones_like(mean)
+            if self.prior_basis is not None and len(z) > 1:
+                centred = (z - mean).flatten(1).double()
+                _, sv, vh = torch.linalg.svd(centred, full_matrices=False)
+                k = min(self.prior_basis.shape[0], len(z) - 1)
+                basis = vh[:k] * (sv[:k, None] / math.sqrt(len(z) - 1))
+                self.prior_basis.zero_()
+                self.prior_basis[:k] = basis.float()
+                rest = (std.pow(2).flatten() - basis.pow(2).sum(0).float()).clamp_min(0.0)
+                std = rest.sqrt().view_as(std)
         else:
             dims = [0, *range(2, z.ndim)]
             mean = z.mean(dims, keepdim=True).expand_as(self.prior_mean)

@@ -167,6 +167,30 @@ def test_vae_prior_is_fitted_to_the_training_latents(tmp_path, tiny_config, mean
         assert corr > 0.9
 
 
+def test_low_rank_vae_prior_draws_latents_that_vary_as_the_training_latents_do(tmp_path, tiny_config):
+    cfg = tiny_config("vae", train={"steps": 2})
+    cfg["model"]["vae"]["prior_rank"] = 3
+    model = load_model(train(parse_config(cfg), tmp_path / "vae", device="cpu", progress=False).model_dir)
+    vae = model.network
+    data = torch.stack([item["image"] for item in prepare_data(parse_config(cfg)).train])
+    with torch.no_grad():
+        z = vae.net.encode(data)[0].flatten(1).double()  # unscaled training latents (N, D)
+    assert vae.prior_basis.shape[0] == 3 and vae.prior_basis.abs().sum() > 0
+    # basis + rest reproduce the per-voxel variance, and the basis spans the leading covariance directions
+    total = vae.prior_basis.double().pow(2).sum(0) + vae.prior_std.double().flatten().pow(2)
+    assert torch.allclose(total, z.var(0).clamp_min(1e-8), rtol=1e-3, atol=1e-6)
+    top = torch.linalg.svd(z - z.mean(0), full_matrices=False)[2][0]
+    unit = vae.prior_basis[0].double() / vae.prior_basis[0].double().norm()
+    assert abs(float(unit @ top)) > 0.999
+    gen = torch.Generator().manual_seed(0)
+    draws = torch.cat([vae.sample_latent(gen) / vae.latent_scale for _ in range(400)]).flatten(1).double()
+    # samples vary along the training latents' first direction as the training latents do (±20 %)
+    ratio = float(((draws - z.mean(0)) @ top).var())
+    assert 0.8 < ratio / float(((z - z.mean(0)) @ top).var()) < 1.25
+    a, b = synthesize(model, 2, seed=0)
+    assert not torch.allclose(a, b, atol=1e-2)
+
+
 @pytest.mark.parametrize("family", ["vae", "diffusion"])
 def test_mean_image_is_refused_for_patch_training(tiny_config, family):
     # a whole-volume prior: random patches do not line up with it
