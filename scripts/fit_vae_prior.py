@@ -7,7 +7,7 @@ config in the folder, same normalisation), fits the prior with ``--rank`` princi
 unchanged, ``config.yaml`` with the new ``prior_rank``, the prior buffers added, and the command
 appended to ``model_card.md`` and ``card.json``.
 
-    python scripts/fit_vae_prior.py brain-vae --rank 128
+    python scripts/fit_vae_prior.py brain-vae --rank 64
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ def refit(folder: Path, rank: int, command: str) -> None:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("model", help="VAE model folder or shipped name")
-    p.add_argument("--rank", type=int, default=128, help="principal components (0: voxel by voxel)")
+    p.add_argument("--rank", type=int, default=64, help="principal components (0: voxel by voxel)")
     args = p.parse_args()
     refit(model_folder(args.model), args.rank, "python scripts/fit_vae_prior.py " + " ".join(sys.argv[1:]))
 
