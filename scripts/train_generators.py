@@ -56,12 +56,12 @@ def main() -> None:
             (tmp / "model_card.md").write_text(
                 card.rstrip() + f"\n\n## How it was made\n\n- config: `{path.as_posix()}`\n"
                 f"- command: `{command}`\n- device: {device}; wall time of this call {seconds:.0f} s\n")
-            record = card_record(cfg, path, command, device, seconds)
+            record = card_record(cfg, path, command, device, seconds, args.steps)
             (tmp / "card.json").write_text(json.dumps(record, indent=2) + "\n")
         print(f"shipped {cfg.name} -> {args.ship / cfg.name} ({time.time() - t0:.0f} s)", flush=True)
 
 
-def card_record(cfg, path: Path, command: str, device: str, seconds: float) -> dict:
+def card_record(cfg, path: Path, command: str, device: str, seconds: float, steps: int | None = None) -> dict:
     """``card.json`` of a shipped generator: what it is, its training run; ``metrics`` stay empty until
     ``benchmarks/models.py --cards`` writes the held-out figures in."""
     header = [line[1:].strip() for line in path.read_text().splitlines() if line.startswith("#")]
@@ -72,7 +72,7 @@ def card_record(cfg, path: Path, command: str, device: str, seconds: float) -> d
         "training": {
             "data": f"built-in brain cohort (medgen.data.brain_cohort), {d.n_subjects} subjects ({d.val_subjects} "
                     f"held out), {d.resolution} mm, contrasts {d.contrasts}",
-            "steps": t.steps, "batch": t.batch_size, "lr": t.lr, "seed": t.seed, "ema_decay": t.ema_decay,
+            "steps": steps or t.steps, "batch": t.batch_size, "lr": t.lr, "seed": t.seed, "ema_decay": t.ema_decay,
             "wall_time_s": round(seconds), "device": device, "config": path.as_posix(), "command": command,
         },
         "metrics": {},
