@@ -32,7 +32,7 @@ _DEMO_NETS = {
 _STEP_SHARE = {"vae": 0.5, "gan": 1.0, "rflow": 0.5}
 
 
-SHIPPED_BRAIN_GENERATORS = ("brain-vae", "brain-ldm")
+SHIPPED_BRAIN_GENERATORS = ("brain-vae", "brain-rflow")
 
 
 def demo_shipped(out: Path, *, overwrite: bool = False) -> dict[str, Path]:

@@ -32,7 +32,7 @@ def test_demo_writes_every_format_montages_and_model_samples(tmp_path):
     assert (out / "enhancement.png").is_file() and "PSNR" in result.output
     samples = sorted((out / "samples").rglob("*.nii.gz"))
     assert samples and all(load_scan(p).meta["synthetic"] for p in samples)
-    shipped = sorted((out / "samples" / "brain-ldm").glob("*.nii.gz"))  # whole 3 mm heads, no training
+    shipped = sorted((out / "samples" / "brain-rflow").glob("*.nii.gz"))  # whole 3 mm heads, no training
     assert len(shipped) == 2 and load_scan(shipped[0]).shape[1:] == (64, 80, 64)
     again = CliRunner().invoke(app, ["demo", "--out", str(out), "--no-models"])
     assert again.exit_code == 1 and "already exists" in again.output

@@ -18,8 +18,8 @@ from medgen.models.hub import list_models, load_generative, load_network, shippe
 from medgen.models.task_network import load_task_network, write_task_network
 
 TASKS = {"ct-lesions": "synthesis", "denoiser3d": "denoise", "superres2d": "superres", "superres2d-gan": "superres",
-         "features_ssl3d": "features", "brain-vae": "synthesis", "brain-ldm": "synthesis"}
-BRAIN_GENERATORS = ["brain-vae", "brain-ldm"]
+         "features_ssl3d": "features", "brain-vae": "synthesis", "brain-rflow": "synthesis"}
+BRAIN_GENERATORS = ["brain-vae", "brain-rflow"]
 
 
 def _unit(block: torch.Tensor) -> torch.Tensor:
