@@ -68,7 +68,7 @@ def card_record(cfg, path: Path, command: str, device: str, seconds: float, step
     d, t = cfg.data, cfg.train
     return {
         "name": cfg.name,
-        "description": " ".join(line for line in header if not line.startswith("python ")),
+        "description": " ".join(header).split(". ")[0].strip() + ".",  # the config's first sentence
         "training": {
             "data": f"built-in brain cohort (medgen.data.brain_cohort), {d.n_subjects} subjects ({d.val_subjects} "
                     f"held out), {d.resolution} mm, contrasts {d.contrasts}",
