@@ -49,14 +49,19 @@ def demo_shipped(out: Path, *, overwrite: bool = False) -> dict[str, Path]:
     real = [s["image"] for s in brain_cohort(2, resolution=3, seed=2027)]
     scans, titles = list(real), [f"real subject {i}" for i in range(len(real))]
     for name in (n for n in SHIPPED_BRAIN_GENERATORS if n in shipped_models()):
-        samples = synthesize(load_model(name), 2, seed=0)
-        for i, path in enumerate(save_samples(samples, safe_join(out, f"samples/{name}"), overwrite=overwrite)):
-            written[f"{name} sample {i}"] = path
-        scans += samples
-        titles += [f"{name} {i}" for i in range(len(samples))]
+        _sample(load_model(name), name, out, overwrite, written, scans, titles)
     written["montage"] = save_montage(scans, safe_join(out, "shipped_generators.png"), titles=titles,
                                       overwrite=overwrite)
     return written
+
+
+def _sample(model, name: str, out: Path, overwrite: bool, written: dict, scans: list, titles: list) -> None:
+    """Two samples (seed 0) of ``model`` saved under ``out/samples/<name>``; paths, scans and titles appended."""
+    samples = synthesize(model, 2, seed=0)
+    for i, path in enumerate(save_samples(samples, safe_join(out, f"samples/{name}"), overwrite=overwrite)):
+        written[f"{name} sample {i}"] = path
+    scans += samples
+    titles += [f"{name} {i}" for i in range(len(samples))]
 
 
 def demo_models(out: Path, *, steps: int = 150, overwrite: bool = False, progress: bool = True) -> dict[str, Path]:
@@ -87,12 +92,8 @@ def demo_models(out: Path, *, steps: int = 150, overwrite: bool = False, progres
         run = safe_join(out, f"runs/{name}")
         result = train(cfg, run, device="cpu", progress=progress, resume=(run / "checkpoint").exists())
         model = load_model(result.model_dir or run / "model")
-        samples = synthesize(model, 2, seed=0)
         written[f"{name} model"] = run / "model"
-        for i, path in enumerate(save_samples(samples, safe_join(out, f"samples/{name}"), overwrite=overwrite)):
-            written[f"{name} sample {i}"] = path
-        scans += samples
-        titles += [f"{name} {i}" for i in range(len(samples))]
+        _sample(model, name, out, overwrite, written, scans, titles)
     written["montage"] = save_montage(scans, safe_join(out, "generative_samples.png"), titles=titles,
                                       overwrite=overwrite)
     return written
