@@ -101,6 +101,9 @@ class TrainConfig:
     checkpoint_every: int = 100
     log_every: int = 10
     seed: int = 0
+    init_from: str | None = None
+    """A model folder or shipped name whose weights start the run (fine-tuning; a ControlNet on a
+    trained diffusion model): see :mod:`medgen.training.warm_start`. Ignored on ``--resume``."""
 
 
 @dataclass
@@ -240,6 +243,14 @@ def check_inputs(cfg: RunConfig) -> ModelConfig | None:
         ConfigError: naming the key and the file.
     """
     d, m = cfg.data, cfg.model
+    if cfg.train.init_from:
+        from medgen.models.hub import model_folder
+
+        try:
+            if not (model_folder(cfg.train.init_from) / "model.safetensors").is_file():
+                raise ConfigError(f"{cfg.train.init_from}: no model.safetensors (not a medgen model folder)")
+        except (ConfigError, DataError) as err:
+            raise ConfigError(f"key 'train.init_from': {err}") from None
     if d.source == "folder":
         if not d.folder:
             raise ConfigError("key 'data.folder': data.source is 'folder' but no folder was given "

@@ -45,6 +45,7 @@ from medgen.training.ema import EMA
 from medgen.training.progress import ProgressBar, tensorboard_writer
 from medgen.training.recipes import Recipe, make_recipe
 from medgen.training.validate import card_text, validate
+from medgen.training.warm_start import init_from
 
 
 @dataclass
@@ -160,6 +161,11 @@ def _run(cfg: RunConfig, out: Path, info: distributed.DistInfo, *, resume: bool,
     if recipe.init_from_data is not None and ckpt is None:
         key = "latent" if vae is not None else "image"
         recipe.init_from_data(torch.stack([item[key] for item in data.train]))
+    if t.init_from and ckpt is None:
+        counts = init_from(recipe.nets[recipe.ema_key], t.init_from)
+        if info.main:
+            print(f"{cfg.name}: weights from {t.init_from} ({counts['copied']} tensors copied, "
+                  f"{counts['from_unet']} ControlNet tensors from its UNet, {counts['fresh']} fresh)", flush=True)
     nets = {k: v.to(info.device) for k, v in recipe.nets.items()}
     emas = {recipe.ema_key: EMA(nets[recipe.ema_key], t.ema_decay)} if t.ema_decay > 0 else {}
     optimizers = {name: torch.optim.AdamW(nets[name].parameters(), lr=_lr(cfg, name), betas=tuple(t.betas),
