@@ -60,6 +60,7 @@ from results_json import write_results
 from scipy import ndimage
 
 from medgen.augment import (
+    MixedDataset,
     RandDeformd,
     RandLesionInsertd,
     RandMRArtifactsd,
@@ -103,7 +104,7 @@ def medgen_aug(contrast: bool = True) -> list:
 
 
 KINDS = ("none", "monai", "monai+medgen (no contrast)", "monai+medgen", "monai+preset", "monai+preset (light)",
-         "monai+preset (no contrast)")
+         "monai+preset (no contrast)", "monai+preset (mix)")
 
 
 def augmentation(kind: str) -> list:
@@ -114,6 +115,8 @@ def augmentation(kind: str) -> list:
             "monai+preset": [segmentation_preset("image", "label")] + standard_aug(),
             "monai+preset (light)": [segmentation_preset("image", "label", strength="light")] + standard_aug(),
             "monai+preset (no contrast)": [segmentation_preset("image", "label", contrast_prob=0.0)]
+            + standard_aug(),
+            "monai+preset (mix)": [segmentation_preset("image", "label", contrast_prob=0.5, contrast_mix=(0.0, 1.0))]
             + standard_aug()}[kind]
 
 
@@ -126,19 +129,46 @@ def train_and_eval(kind: str, train: list, tests: dict[str, list], steps: int, s
     return {name: dice_per_class(net, subjects, roi=PATCH) for name, subjects in tests.items()}
 
 
-def segmentation(steps: int, seeds: list[int], kinds: tuple[str, ...] = KINDS) -> None:
+def unseen_subject(seed: int) -> dict:
+    """A T1 subject with a setting neither the augmentation nor the test sets above were tuned on:
+    strong bias field (0.35), thick slices (Gaussian slice profile, sigma 1.5 voxels along z), 3 % noise."""
+    item = simulate_subject(seed, 3, "t1", noise=0.03, bias=0.35)
+    blurred = ndimage.gaussian_filter1d(item["image"].numpy(), 1.5, axis=-1)
+    item["image"] = item["image"].new_tensor(0) + torch.as_tensor(blurred)
+    return item
+
+
+def with_pool(kind: str, train: list, pool: list | None) -> list:
+    """Training items of row ``kind``: the real subjects, or for a ``+ pairs`` row real and synthetic
+    cases 1:1 (``MixedDataset``, synthetic_fraction 0.5, every pool case once per epoch)."""
+    if not kind.endswith("+ pairs"):
+        return train
+    if not pool:
+        raise SystemExit(f"error: row '{kind}' needs --pairs-model (a label-conditioned model, e.g. brain-labels)")
+    return list(MixedDataset(train, pool, synthetic_fraction=0.5, length=2 * len(pool), seed=0))
+
+
+def segmentation(steps: int, seeds: list[int], kinds: tuple[str, ...] = KINDS, pairs_model: str | None = None,
+                 per_label: int = 4) -> None:
     train = brain_cohort(3, resolution=3, seed=100, contrast="t1")
     tests = {
         "held-out T1": brain_cohort(3, resolution=3, seed=200, contrast="t1"),
         "shifted T2+noise": [simulate_subject(300 + i, 3, "t2", noise=0.06) for i in range(2)],
         "shifted PD+noise": [simulate_subject(400 + i, 3, "pd", noise=0.06) for i in range(2)],
+        "unseen T1 bias+thick": [unseen_subject(500 + i) for i in range(2)],
     }
+    pool = None
+    if pairs_model and any(k.endswith("+ pairs") for k in kinds):
+        t0 = time.time()
+        pool = [{"image": p["image"], "label": p["label"]}
+                for p in synthetic_pairs(pairs_model, train, per_item=per_label, seed=0, strength=0.5)]
+        print(f"  rendered {len(pool)} synthetic pairs with {pairs_model}: {time.time() - t0:.0f} s", flush=True)
     rows = {}
     for kind in kinds:
         runs = []
         for seed in seeds:
             t0 = time.time()
-            runs.append(train_and_eval(kind, train, tests, steps, seed))
+            runs.append(train_and_eval(kind.removesuffix(" + pairs"), with_pool(kind, train, pool), tests, steps, seed))
             print(f"  trained {kind:26s} seed {seed}: {time.time() - t0:.0f} s", flush=True)
         rows[kind] = runs
     print(f"\nDice x100 (CSF / GM / WM / mean), {len(seeds)} seeds (mean ± sd of the per-seed mean), {steps} steps")
@@ -155,7 +185,9 @@ def segmentation(steps: int, seeds: list[int], kinds: tuple[str, ...] = KINDS) -
     write_results("augment_segmentation.json", {
         "steps": steps, "seeds": seeds, "training": "3 simulated T1 subjects (cohort seed 100), 3 mm, 48^3 patches",
         "tests": {"held-out T1": "3 T1 subjects, cohort seed 200", "shifted T2+noise": "2 T2-like, 6 % noise",
-                  "shifted PD+noise": "2 PD-like, 6 % noise"},
+                  "shifted PD+noise": "2 PD-like, 6 % noise",
+                  "unseen T1 bias+thick": "2 T1 subjects, bias 0.35, slice blur sigma 1.5 voxels, 3 % noise"},
+        "pairs": {"model": pairs_model, "per_label": per_label, "n": len(pool)} if pool else None,
         "classes": ["CSF", "GM", "WM"],
         "rows": {kind: {name: {"dice_per_seed": [r[name].tolist() for r in runs],
                                "mean_per_seed": [float(r[name].mean()) for r in runs],
@@ -417,7 +449,9 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=12, help="cases for the throughput table")
     parser.add_argument("--quick", action="store_true", help="40 steps, 1 seed")
     parser.add_argument("--only", choices=["segmentation", "throughput", "tstr", "detection", "lesions"])
-    parser.add_argument("--kinds", nargs="+", choices=KINDS, default=list(KINDS), help="segmentation rows")
+    parser.add_argument("--kinds", nargs="+", choices=KINDS + tuple(k + " + pairs" for k in KINDS),
+                        default=list(KINDS), help="segmentation rows ('... + pairs': real and --pairs-model pairs 1:1)")
+    parser.add_argument("--pairs-model", help="label-conditioned model (e.g. brain-labels) for the '+ pairs' rows")
     parser.add_argument("--det-steps", type=int, default=200, help="detector training steps")
     parser.add_argument("--det-train", type=int, default=4, help="training CT phantoms (1 real lesion each)")
     parser.add_argument("--model", help="label-conditioned GAN model folder (configs/brain3mm_gan_labels.yaml) "
@@ -439,7 +473,7 @@ def main() -> None:
     if args.only in (None, "throughput"):
         throughput(args.cases)
     if args.only in (None, "segmentation"):
-        segmentation(args.steps, args.seeds, tuple(args.kinds))
+        segmentation(args.steps, args.seeds, tuple(args.kinds), args.pairs_model, args.per_label)
     if args.only in (None, "tstr") and args.model:
         tstr(args.model, args.steps, args.seeds, args.real, args.per_label)
     if args.only in (None, "lesions"):

@@ -42,12 +42,14 @@ from medgen.errors import ConfigError
 
 STRENGTHS = {"light": 0.5, "medium": 1.0, "strong": 1.5}
 DEFORM_PROB, CONTRAST_PROB, ARTEFACT_PROB = 0.3, 0.25, 0.4
+MIN_CONTRAST = 0.15
+"""Any two tissues of a re-rendered contrast differ by at least this fraction of the intensity range."""
 """Medium-strength probabilities per case (benchmarks/augment.py, row ``monai+preset``)."""
 
 
 def segmentation_preset(
     image_key: str = "image", label_key: str = "label", *, modality: str = "mr", strength: str = "medium",
-    contrast_prob: float | None = None,
+    contrast_prob: float | None = None, contrast_mix: tuple[float, float] | None = None,
 ) -> Compose:
     """medgen's recommended augmentation for a segmentation dataset of ``{image_key: (C, X, Y, Z) scan,
     label_key: (1, X, Y, Z) integer label map}`` items (any units; CT in HU), as one MONAI ``Compose``.
@@ -57,6 +59,8 @@ def segmentation_preset(
             ``"ct"`` (deformation, CT artefacts).
         strength: ``"light"``, ``"medium"`` or ``"strong"`` (scales every probability).
         contrast_prob: tissue-contrast probability for MR (default 0.25 x strength).
+        contrast_mix: blend the re-rendered contrast with the scan's own, ``a ~ U(contrast_mix)``
+            (e.g. ``(0, 1)``); default: the re-rendered image alone.
 
     Raises:
         ConfigError: an unknown modality or strength, or a probability outside [0, 1].
@@ -78,7 +82,8 @@ def segmentation_preset(
     steps = [RandDeformd(keys, mode=["bilinear", "nearest"], prob=prob(DEFORM_PROB), strength=0.5)]
     if modality == "mr":
         if contrast_prob > 0:
-            steps.append(RandTissueContrastd(image_key, label_key=label_key, prob=contrast_prob))
+            steps.append(RandTissueContrastd(image_key, label_key=label_key, prob=contrast_prob,
+                                             min_contrast=MIN_CONTRAST, mix=contrast_mix))
         steps.append(RandMRArtifactsd(image_key, prob=prob(ARTEFACT_PROB)))
     else:
         steps.append(RandCTArtifactsd(image_key, prob=prob(ARTEFACT_PROB)))

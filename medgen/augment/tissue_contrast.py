@@ -57,8 +57,14 @@ def render_tissue_contrast(
     blur_vox: float = 1.0,
     bias: float = 0.2,
     noise: tuple[float, float] = (0.0, 0.06),
+    min_contrast: float = 0.0,
+    mix: tuple[float, float] | None = None,
 ) -> tuple[torch.Tensor, dict[str, Any]]:
     """``img`` ``(C, X, Y, Z)`` re-rendered from ``label`` ``(1, X, Y, Z)`` integers (module docstring).
+
+    ``min_contrast``: any two label means at least this far apart (fraction of the range), so no draw
+    makes two tissues indistinguishable. ``mix``: return ``a * rendered + (1 - a) * img`` with
+    ``a ~ U(mix)`` instead of the rendered image (real and re-rendered contrast mixed).
 
     Returns:
         ``(image, info)``: the new image (type, dtype and metadata of ``img``, the input's intensity
@@ -79,9 +85,8 @@ def render_tissue_contrast(
     for c in range(data.shape[0]):
         x = data[c]
         mu = torch.zeros(int(lab.max()) + 1)
-        mu[present] = torch.as_tensor(rng.uniform(0.0, 1.0, len(present)), dtype=torch.float32)
-        if 0 in present.tolist():
-            mu[0] = float(rng.uniform(*background))
+        mu[present] = torch.as_tensor(_draw_means(rng, len(present), 0 in present.tolist(), background,
+                                                  min_contrast), dtype=torch.float32)
         own = torch.zeros_like(mu).index_add_(0, lab.flatten(), x.flatten())
         own = own / torch.bincount(lab.flatten(), minlength=len(mu)).clamp(min=1)
         ref = own[lab]
@@ -94,10 +99,28 @@ def render_tissue_contrast(
         out = blur(out[None], params) * bias_field(tuple(out.shape), spacing, params)
         out = rician_noise(out, params)[0]
         o_lo, o_hi = robust_range(out)
-        channels.append((out - o_lo) / max(o_hi - o_lo, 1e-6) * (hi - lo) + lo)
+        out = (out - o_lo) / max(o_hi - o_lo, 1e-6) * (hi - lo) + lo
+        if mix is not None:
+            a = float(rng.uniform(*mix))
+            out = a * out + (1.0 - a) * x
+        channels.append(out)
         means_drawn.append([round(float(mu[k]), 4) for k in present.tolist()])
     info = {"labels": present.tolist(), "means": means_drawn}
     return like_input(torch.stack(channels).to(data.dtype), img), info
+
+
+def _draw_means(rng: np.random.Generator, n: int, has_background: bool, background: tuple[float, float],
+                gap: float) -> np.ndarray:
+    """``n`` label means in ``[0, 1]`` (the first from ``background`` when ``has_background``), any two at
+    least ``gap`` apart (rejection sampling; the gap shrinks when ``n`` labels cannot fit it)."""
+    gap = min(gap, 0.9 / max(n - 1, 1))
+    for _ in range(1000):
+        mu = rng.uniform(0.0, 1.0, n)
+        if has_background:
+            mu[0] = rng.uniform(*background)
+        if gap <= 0 or n < 2 or np.diff(np.sort(mu)).min() >= gap:
+            return mu
+    return mu
 
 
 class RandTissueContrast(SeedDrawing, InvertibleTransform, ThreadUnsafe):
