@@ -61,3 +61,20 @@ def test_invertd_passes_through_and_the_transform_pickles(subject):
     assert torch.equal(inv["pred"].as_tensor(), subject["label"].as_tensor())
     clone = pickle.loads(pickle.dumps(t))
     assert torch.equal(t(dict(subject))["image"].as_tensor(), clone(dict(subject))["image"].as_tensor())
+
+
+def test_min_contrast_keeps_every_tissue_apart_and_mix_blends_with_the_scan(subject):
+    gaps = []
+    for seed in range(12):
+        for min_contrast in (0.0, 0.2):
+            aug = RandTissueContrastd("image", label_key="label", min_contrast=min_contrast)
+            means = sorted(aug.set_random_state(seed=seed)(dict(subject))["image"].applied_operations[-1]
+                           ["extra_info"]["means"][0])
+            gaps.append((min_contrast, min(b - a for a, b in zip(means, means[1:]))))
+    assert all(g >= 0.2 - 1e-4 for c, g in gaps if c > 0)
+    assert min(g for c, g in gaps if c == 0) < 0.2  # without it, some draw puts two tissues closer
+    own = RandTissueContrastd("image", mix=(0.0, 0.0)).set_random_state(seed=1)(dict(subject))["image"]
+    assert torch.allclose(own.as_tensor(), subject["image"].as_tensor(), atol=1e-5)
+    full = RandTissueContrastd("image", mix=(1.0, 1.0)).set_random_state(seed=1)(dict(subject))["image"]
+    plain = RandTissueContrastd("image").set_random_state(seed=1)(dict(subject))["image"]
+    assert torch.allclose(full.as_tensor(), plain.as_tensor(), atol=1e-5)
