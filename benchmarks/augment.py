@@ -34,6 +34,9 @@ Train on synthetic, test on real (with ``--model``, a label-conditioned SPADE GA
     python benchmarks/augment.py --only tstr --model runs/spade/model
     python benchmarks/augment.py --only lesions --lesion-model ct-lesions    # label rendering, inserted lesions
     python benchmarks/augment.py --only detection --lesion-model ct-lesions  # + an inpainted-lesion pool row
+    python benchmarks/augment.py --only convergence --seeds 0            # MONAI-standard Dice against steps
+    python benchmarks/augment.py --only segmentation --kinds monai+preset "monai+preset + pairs" \
+        --pairs-model brain-labels --steps 400   # + image/label pairs rendered by the shipped generator
 """
 
 from __future__ import annotations
@@ -194,6 +197,21 @@ def segmentation(steps: int, seeds: list[int], kinds: tuple[str, ...] = KINDS, p
                                "mean": float(np.mean([r[name].mean() for r in runs]))}
                         for name in tests} for kind, runs in rows.items()},
     })
+
+
+def convergence(steps_list: list[int], seeds: list[int], kind: str = "monai") -> None:
+    """Held-out Dice of row ``kind`` against training steps: has the baseline converged at ``--steps``?"""
+    train = brain_cohort(3, resolution=3, seed=100, contrast="t1")
+    tests = {"held-out T1": brain_cohort(3, resolution=3, seed=200, contrast="t1"),
+             "shifted T2+noise": [simulate_subject(300 + i, 3, "t2", noise=0.06) for i in range(2)]}
+    curve = {}
+    for steps in steps_list:
+        runs = [train_and_eval(kind, train, tests, steps, seed) for seed in seeds]
+        curve[steps] = {name: [float(r[name].mean()) for r in runs] for name in tests}
+        cells = ", ".join(f"{n} {np.mean(v) * 100:.1f}" for n, v in curve[steps].items())
+        print(f"  {kind} {steps:5d} steps: {cells}", flush=True)
+    write_results("augment_convergence.json", {"row": kind, "seeds": seeds, "steps": steps_list,
+                                                "mean_dice_per_seed": curve})
 
 
 def tstr(model: str, steps: int, seeds: list[int], n_real: int, per_label: int) -> None:
@@ -448,7 +466,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--cases", type=int, default=12, help="cases for the throughput table")
     parser.add_argument("--quick", action="store_true", help="40 steps, 1 seed")
-    parser.add_argument("--only", choices=["segmentation", "throughput", "tstr", "detection", "lesions"])
+    parser.add_argument("--only", choices=["segmentation", "throughput", "tstr", "detection", "lesions", "convergence"])
+    parser.add_argument("--curve", type=int, nargs="+", default=[100, 200, 400, 800],
+                        help="step counts of --only convergence (the MONAI-standard row)")
     parser.add_argument("--kinds", nargs="+", choices=KINDS + tuple(k + " + pairs" for k in KINDS),
                         default=list(KINDS), help="segmentation rows ('... + pairs': real and --pairs-model pairs 1:1)")
     parser.add_argument("--pairs-model", help="label-conditioned model (e.g. brain-labels) for the '+ pairs' rows")
@@ -474,6 +494,8 @@ def main() -> None:
         throughput(args.cases)
     if args.only in (None, "segmentation"):
         segmentation(args.steps, args.seeds, tuple(args.kinds), args.pairs_model, args.per_label)
+    if args.only == "convergence":
+        convergence(args.curve, args.seeds)
     if args.only in (None, "tstr") and args.model:
         tstr(args.model, args.steps, args.seeds, args.real, args.per_label)
     if args.only in (None, "lesions"):
