@@ -152,7 +152,7 @@ def with_pool(kind: str, train: list, pool: list | None) -> list:
 
 
 def segmentation(steps: int, seeds: list[int], kinds: tuple[str, ...] = KINDS, pairs_model: str | None = None,
-                 per_label: int = 4) -> None:
+                 per_label: int = 4, json_name: str = "augment_segmentation.json") -> None:
     train = brain_cohort(3, resolution=3, seed=100, contrast="t1")
     tests = {
         "held-out T1": brain_cohort(3, resolution=3, seed=200, contrast="t1"),
@@ -185,7 +185,7 @@ def segmentation(steps: int, seeds: list[int], kinds: tuple[str, ...] = KINDS, p
             cells.append(f"{per_class[0]:.1f} / {per_class[1]:.1f} / {per_class[2]:.1f} / "
                          f"**{np.mean(means):.1f}** ± {np.std(means):.1f}")
         print(f"| {kind} | {' | '.join(cells)} |")
-    write_results("augment_segmentation.json", {
+    write_results(json_name, {
         "steps": steps, "seeds": seeds, "training": "3 simulated T1 subjects (cohort seed 100), 3 mm, 48^3 patches",
         "tests": {"held-out T1": "3 T1 subjects, cohort seed 200", "shifted T2+noise": "2 T2-like, 6 % noise",
                   "shifted PD+noise": "2 PD-like, 6 % noise",
@@ -471,6 +471,7 @@ def main() -> None:
                         help="step counts of --only convergence (the MONAI-standard row)")
     parser.add_argument("--kinds", nargs="+", choices=KINDS + tuple(k + " + pairs" for k in KINDS),
                         default=list(KINDS), help="segmentation rows ('... + pairs': real and --pairs-model pairs 1:1)")
+    parser.add_argument("--json", default="augment_segmentation.json", help="segmentation results file name")
     parser.add_argument("--pairs-model", help="label-conditioned model (e.g. brain-labels) for the '+ pairs' rows")
     parser.add_argument("--det-steps", type=int, default=200, help="detector training steps")
     parser.add_argument("--det-train", type=int, default=4, help="training CT phantoms (1 real lesion each)")
@@ -493,7 +494,7 @@ def main() -> None:
     if args.only in (None, "throughput"):
         throughput(args.cases)
     if args.only in (None, "segmentation"):
-        segmentation(args.steps, args.seeds, tuple(args.kinds), args.pairs_model, args.per_label)
+        segmentation(args.steps, args.seeds, tuple(args.kinds), args.pairs_model, args.per_label, args.json)
     if args.only == "convergence":
         convergence(args.curve, args.seeds)
     if args.only in (None, "tstr") and args.model:
