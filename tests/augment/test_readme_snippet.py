@@ -10,7 +10,7 @@ import torch
 README = Path(__file__).resolve().parents[2] / "README.md"
 
 
-def _snippet(marker: str = "RandTissueContrastd") -> str:
+def _snippet(marker: str = "segmentation_preset") -> str:
     blocks = re.findall(r"```python\n(.*?)```", README.read_text(), flags=re.S)
     (code,) = [b for b in blocks if "CacheDataset" in b and "medgen.augment" in b and marker in b]
     return code
