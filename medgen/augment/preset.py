@@ -21,10 +21,11 @@ means nothing, which costs it the training contrast (README: -24 Dice points on 
 prob 0.7); the preset keeps most draws in the scan's own contrast.
 
 Measured (``benchmarks/augment.py --steps 400``, UNet on 3 T1 subjects, 3 seeds, mean Dice x100 against
-MONAI's standard augmentation alone): ``"medium"`` +2.4 on T2-like and +6.3 on PD-like held-out
-subjects but -7.9 on held-out T1 (CSF -16); ``"light"`` -2.8 / +0.0 / +1.5. So it does **not** yet
-keep the in-domain score (issue #22's target: >= +1 on T1, >= +3 on each shifted set): use it when
-the scans you will segment may come with another contrast than your labelled ones.
+MONAI's standard augmentation alone): +2.9 on T2-like and +8.0 on PD-like held-out subjects, -4.6 on
+held-out T1 (CSF -8.1) and -2.6 on T1 with a strong bias field and thick slices. So it does **not**
+keep the in-domain score (issue #22's target: >= +1 on T1, >= +3 on each shifted set): use it when the
+scans you will segment may come with another contrast than your labelled ones, ``contrast_prob=0``
+otherwise (then it is neutral on T1 and +1.0 on the bias/thick-slice set).
 
 ``strength`` scales every probability: ``"light"`` (x0.5), ``"medium"`` (x1) or ``"strong"`` (x1.5,
 capped at 1). ``contrast_prob`` overrides the tissue-contrast probability (0 turns it off).
