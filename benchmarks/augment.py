@@ -146,6 +146,7 @@ def with_pool(kind: str, train: list, pool: list | None) -> list:
     cases 1:1 (``MixedDataset``, synthetic_fraction 0.5, every pool case once per epoch)."""
     if not kind.endswith("+ pairs"):
         return train
+    train = [{"image": t["image"], "label": t["label"]} for t in train]  # the keys the pool's cases have
     if not pool:
         raise SystemExit(f"error: row '{kind}' needs --pairs-model (a label-conditioned model, e.g. brain-labels)")
     return list(MixedDataset(train, pool, synthetic_fraction=0.5, length=2 * len(pool), seed=0))

@@ -16,6 +16,8 @@ console = Console()
 def demo(
     out: Path = typer.Option(Path("medgen_demo"), "--out", help="Output folder."),
     steps: int = typer.Option(None, "--steps", min=1, help="Training steps per demo model (default: the demo's own)."),
+    sample_steps: int = typer.Option(None, "--sample-steps", min=1,
+                                     help="Sampler steps of the shipped diffusion generators (default: their own)."),
     models: bool = typer.Option(True, "--models/--no-models", help="Train and sample the three small models."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace outputs of an earlier demo."),
 ) -> None:
@@ -38,7 +40,7 @@ def demo(
 
         kwargs = {"steps": steps} if steps else {}
         sections.append(("samples of the shipped brain generators (whole head, 3 mm)",
-                         lambda: demo_shipped(out, overwrite=overwrite)))
+                         lambda: demo_shipped(out, overwrite=overwrite, sample_steps=sample_steps)))
         sections.append(("three generative models on the 3 mm cohort",
                          lambda: demo_models(out, overwrite=overwrite, **kwargs)))
     for title, run in sections:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from medgen.io import save_scan
 from medgen.io.atomic import safe_join
 from medgen.models import load_model
 from medgen.synthesize.generate import synthesize
@@ -32,36 +33,54 @@ _DEMO_NETS = {
 _STEP_SHARE = {"vae": 0.5, "gan": 1.0, "rflow": 0.5}
 
 
-SHIPPED_BRAIN_GENERATORS = ("brain-vae", "brain-rflow")
+SHIPPED_BRAIN_GENERATORS = ("brain-vae", "brain-rflow", "brain-labels")
 
 
-def demo_shipped(out: Path, *, overwrite: bool = False) -> dict[str, Path]:
+def demo_shipped(out: Path, *, overwrite: bool = False, sample_steps: int | None = None) -> dict[str, Path]:
     """Two samples (seed 0) of each shipped brain generator, saved under ``out/samples/<name>``, and
-    ``shipped_generators.png``: two real held-out cohort subjects, then the samples (~30 s on 2 cores).
+    ``shipped_generators.png``: two real held-out cohort subjects, then the samples (about a minute on
+    2 cores). A label-conditioned generator (``brain-labels``) renders the two real subjects' label maps,
+    written next to its samples as ``condition_<i>.nii.gz`` (what ``medgen synthesize --condition`` reads).
+
+    Args:
+        sample_steps: diffusion sampler steps (default: each model's own; fewer is a quicker look).
 
     Returns:
-        ``{label: path}`` of the sample files and the montage.
+        ``{label: path}`` of the sample files, condition maps and the montage.
     """
     from medgen.data import brain_cohort
     from medgen.models.hub import shipped_models
 
     written: dict[str, Path] = {}
-    real = [s["image"] for s in brain_cohort(2, resolution=3, seed=2027)]
-    scans, titles = list(real), [f"real subject {i}" for i in range(len(real))]
+    subjects = brain_cohort(2, resolution=3, seed=2027)
+    scans, titles = [s["image"] for s in subjects], [f"real subject {i}" for i in range(len(subjects))]
     for name in (n for n in SHIPPED_BRAIN_GENERATORS if n in shipped_models()):
-        _sample(load_model(name), name, out, overwrite, written, scans, titles)
+        model = load_model(name)
+        conditions = None
+        if model.config.label_classes:
+            conditions = [save_scan(s["label"], safe_join(out, f"samples/{name}/condition_{i}.nii.gz"),
+                                    overwrite=overwrite) for i, s in enumerate(subjects)]
+            written.update({f"{name} condition {i}": p for i, p in enumerate(conditions)})
+        _sample(model, name, out, overwrite, written, scans, titles, sample_steps, conditions)
     written["montage"] = save_montage(scans, safe_join(out, "shipped_generators.png"), titles=titles,
                                       overwrite=overwrite)
     return written
 
 
-def _sample(model, name: str, out: Path, overwrite: bool, written: dict, scans: list, titles: list) -> None:
-    """Two samples (seed 0) of ``model`` saved under ``out/samples/<name>``; paths, scans and titles appended."""
-    samples = synthesize(model, 2, seed=0)
+def _sample(model, name: str, out: Path, overwrite: bool, written: dict, scans: list, titles: list,
+            steps: int | None = None, conditions: list[Path] | None = None) -> None:
+    """Two samples (seed 0; one per label map of ``conditions``) of ``model`` saved under
+    ``out/samples/<name>``; paths, scans and titles appended."""
+    kw = {"steps": steps} if steps and model.config.family in ("diffusion", "ldm") else {}
+    if conditions:
+        samples = [synthesize(model, 1, seed=i, condition=c, **kw)[0] for i, c in enumerate(conditions)]
+    else:
+        samples = synthesize(model, 2, seed=0, **kw)
     for i, path in enumerate(save_samples(samples, safe_join(out, f"samples/{name}"), overwrite=overwrite)):
         written[f"{name} sample {i}"] = path
     scans += samples
-    titles += [f"{name} {i}" for i in range(len(samples))]
+    what = [f"{name}, labels of subject {i}" for i in range(len(samples))] if conditions else None
+    titles += what or [f"{name} {i}" for i in range(len(samples))]
 
 
 def demo_models(out: Path, *, steps: int = 150, overwrite: bool = False, progress: bool = True) -> dict[str, Path]:

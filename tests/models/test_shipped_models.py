@@ -18,7 +18,8 @@ from medgen.models.hub import list_models, load_generative, load_network, shippe
 from medgen.models.task_network import load_task_network, write_task_network
 
 TASKS = {"ct-lesions": "synthesis", "denoiser3d": "denoise", "superres2d": "superres", "superres2d-gan": "superres",
-         "features_ssl3d": "features", "brain-vae": "synthesis", "brain-rflow": "synthesis"}
+         "features_ssl3d": "features", "brain-vae": "synthesis", "brain-rflow": "synthesis",
+         "brain-labels": "synthesis"}
 BRAIN_GENERATORS = ["brain-vae", "brain-rflow"]
 
 
@@ -36,7 +37,7 @@ def test_every_shipped_name_loads_and_runs_a_forward_pass_on_a_real_volume(mni_b
         assert model.name == name and not model.network.training, name
         assert model.card and model.path.is_dir()
         with torch.no_grad():
-            if name in BRAIN_GENERATORS:
+            if name in BRAIN_GENERATORS or name == "brain-labels":
                 continue  # sampled whole below
             if task == "synthesis":
                 assert isinstance(model, GenerativeModel)
@@ -75,6 +76,24 @@ def test_shipped_brain_generators_draw_a_whole_3mm_head_in_the_cohorts_space(nam
 
     assert corr(a) > 0.8 and corr(b) > 0.8  # a head where a real head is, not texture or noise
     assert not torch.allclose(a, b, atol=1e-3)  # two seeds, two heads
+
+
+def test_shipped_label_model_draws_the_anatomy_of_the_label_map_it_is_given(tmp_path):
+    from medgen.data import brain_cohort
+    from medgen.io import save_scan
+    from medgen.models.shapes import fit
+    from medgen.synthesize import synthesize
+
+    model = medgen.load_model("brain-labels")
+    one, other = brain_cohort(2, resolution=3, seed=11)  # subjects the model never saw
+    path = save_scan(one["label"], tmp_path / "labels.nii.gz")
+    (x,) = synthesize(model, 1, seed=0, condition=path, steps=3)
+    assert x.shape[1:] == (64, 80, 64) and x.meta["synthetic"] is True
+    image, lab = x.as_tensor()[0], fit(one["label"].float(), [64, 80, 64])[0].round()
+    assert image[lab == 3].mean() > image[lab == 2].mean() > image[lab == 1].mean()  # T1: WM > GM > CSF
+    # its white matter is where the given map has it, not where another subject's map does
+    lab_other = fit(other["label"].float(), [64, 80, 64])[0].round()
+    assert image[(lab == 3) & (lab_other != 3)].mean() > image[(lab_other == 3) & (lab != 3)].mean() + 0.01
 
 
 def test_shipped_folders_share_one_layout_with_a_card_that_records_the_training_run():
