@@ -81,6 +81,7 @@ from medgen.evaluate.downstream import (
     train_on_synthetic_test_on_real,
     train_segmenter,
 )
+from medgen.io.meta import like
 
 PATCH = (48, 48, 48)
 KEYS = ["image", "label"]
@@ -137,7 +138,7 @@ def unseen_subject(seed: int) -> dict:
     strong bias field (0.35), thick slices (Gaussian slice profile, sigma 1.5 voxels along z), 3 % noise."""
     item = simulate_subject(seed, 3, "t1", noise=0.03, bias=0.35)
     blurred = ndimage.gaussian_filter1d(item["image"].numpy(), 1.5, axis=-1)
-    item["image"] = item["image"].new_tensor(0) + torch.as_tensor(blurred)
+    item["image"] = like(item["image"], torch.as_tensor(blurred))
     return item
 
 

@@ -43,9 +43,9 @@ from medgen.errors import ConfigError
 
 STRENGTHS = {"light": 0.5, "medium": 1.0, "strong": 1.5}
 DEFORM_PROB, CONTRAST_PROB, ARTEFACT_PROB = 0.3, 0.25, 0.4
+"""Medium-strength probabilities per case (benchmarks/augment.py, row ``monai+preset``)."""
 MIN_CONTRAST = 0.15
 """Any two tissues of a re-rendered contrast differ by at least this fraction of the intensity range."""
-"""Medium-strength probabilities per case (benchmarks/augment.py, row ``monai+preset``)."""
 
 
 def segmentation_preset(

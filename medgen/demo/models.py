@@ -79,8 +79,7 @@ def _sample(model, name: str, out: Path, overwrite: bool, written: dict, scans: 
     for i, path in enumerate(save_samples(samples, safe_join(out, f"samples/{name}"), overwrite=overwrite)):
         written[f"{name} sample {i}"] = path
     scans += samples
-    what = [f"{name}, labels of subject {i}" for i in range(len(samples))] if conditions else None
-    titles += what or [f"{name} {i}" for i in range(len(samples))]
+    titles += [f"{name}, labels of subject {i}" if conditions else f"{name} {i}" for i in range(len(samples))]
 
 
 def demo_models(out: Path, *, steps: int = 150, overwrite: bool = False, progress: bool = True) -> dict[str, Path]:

@@ -244,13 +244,9 @@ def check_inputs(cfg: RunConfig) -> ModelConfig | None:
     """
     d, m = cfg.data, cfg.model
     if cfg.train.init_from:
-        from medgen.models.hub import model_folder
+        from medgen.training.warm_start import source_weights
 
-        try:
-            if not (model_folder(cfg.train.init_from) / "model.safetensors").is_file():
-                raise ConfigError(f"{cfg.train.init_from}: no model.safetensors (not a medgen model folder)")
-        except (ConfigError, DataError) as err:
-            raise ConfigError(f"key 'train.init_from': {err}") from None
+        source_weights(cfg.train.init_from)
     if d.source == "folder":
         if not d.folder:
             raise ConfigError("key 'data.folder': data.source is 'folder' but no folder was given "

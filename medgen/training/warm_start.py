@@ -15,7 +15,25 @@ import torch
 from safetensors.torch import load_file
 from torch import nn
 
-from medgen.errors import ConfigError
+from medgen.errors import ConfigError, DataError
+
+
+def source_weights(source: str | Path) -> Path:
+    """The ``model.safetensors`` of the model folder or shipped name ``source``.
+
+    Raises:
+        ConfigError: naming ``train.init_from``: no such model (the shipped names listed), or no weights file.
+    """
+    from medgen.models.hub import model_folder
+
+    try:
+        folder = model_folder(str(source))
+    except DataError as err:
+        raise ConfigError(f"key 'train.init_from': {err}") from None
+    path = folder / "model.safetensors"
+    if not path.is_file():
+        raise ConfigError(f"key 'train.init_from': {folder} has no model.safetensors (not a medgen model folder)")
+    return path
 
 
 def init_from(network: nn.Module, source: str | Path) -> dict[str, int]:
@@ -32,15 +50,7 @@ def init_from(network: nn.Module, source: str | Path) -> dict[str, int]:
         ConfigError: naming ``train.init_from``: no such model, not a safetensors model folder, a
             tensor of another shape, or no tensor in common with ``network``.
     """
-    from medgen.models.hub import model_folder
-
-    try:
-        folder = model_folder(str(source))
-    except Exception as err:  # noqa: BLE001 - DataError listing the shipped names
-        raise ConfigError(f"key 'train.init_from': {err}") from None
-    path = folder / "model.safetensors"
-    if not path.is_file():
-        raise ConfigError(f"key 'train.init_from': {folder} has no model.safetensors (not a medgen model folder)")
+    path = source_weights(source)
     try:
         stored = load_file(str(path))
     except Exception as err:  # noqa: BLE001 - any reader failure means the file is unusable
