@@ -39,6 +39,11 @@ class DataError(MedgenError):
     """A dataset folder or built-in data source is unusable."""
 
 
+class ScanValueError(MedgenError):
+    """A scan's values cannot be processed: NaN or Inf voxels, or too little signal to estimate its noise
+    level (constant, zero-filled or tiny). The message says what to give instead (e.g. ``--sigma``)."""
+
+
 class MedgenWarning(UserWarning):
     """A problem medgen worked around in a documented way; the message names the file and what was done.
 

@@ -20,7 +20,7 @@ from medgen.enhance.denoise import DEFAULT_REFINE
 from medgen.enhance.denoise import denoise as denoise_scan
 from medgen.enhance.diffusion_denoise import diffusion_denoise
 from medgen.enhance.superres import superres as superres_scan
-from medgen.errors import ConfigError, MedgenError, ScanWriteError
+from medgen.errors import ConfigError, MedgenError, ScanValueError, ScanWriteError
 from medgen.io import check_save, load_scan, save_scan
 from medgen.io.atomic import check_output, full_suffix
 from medgen.io.itk import ITK_SUFFIXES
@@ -63,7 +63,7 @@ def _run(src: Path, dst: Path, work: Callable[[torch.Tensor, Stages | None], tor
                     tasks[stage] = progress.add_task(stage, total=total)
                 progress.update(tasks[stage], completed=done)
 
-            result = work(scan, report)
+            result = _named(src, work, scan, report)
         out = save_scan(result, dst, overwrite=overwrite, inputs=[src])
         console.print(f"wrote [bold]{out}[/bold]")
         return
@@ -80,7 +80,7 @@ def _run(src: Path, dst: Path, work: Callable[[torch.Tensor, Stages | None], tor
             try:
                 target = dst / path.name
                 check_save(target, overwrite=overwrite, inputs=[path])
-                save_scan(work(load_scan(path), None), target, overwrite=overwrite, inputs=[path])
+                save_scan(_named(path, work, load_scan(path), None), target, overwrite=overwrite, inputs=[path])
             except MedgenError as err:
                 failed.append(str(err))
                 progress.console.print(f"[yellow]skipped[/yellow] {err}")
@@ -89,6 +89,16 @@ def _run(src: Path, dst: Path, work: Callable[[torch.Tensor, Stages | None], tor
     if failed:
         console.print(f"[red]{len(failed)} skipped:[/red] " + "; ".join(failed))
         raise typer.Exit(1)
+
+
+def _named(path: Path, work: Callable[[torch.Tensor, Stages | None], torch.Tensor], scan: torch.Tensor,
+           progress: Stages | None) -> torch.Tensor:
+    """``work(scan, progress)``, with the scan's path put in front of a :class:`ScanValueError` (the
+    enhancement API sees arrays, not files), so that the one error line names the file."""
+    try:
+        return work(scan, progress)
+    except ScanValueError as err:
+        raise ScanValueError(f"{path}: {err}") from err
 
 
 def _describe(scan: torch.Tensor) -> str:

@@ -220,8 +220,12 @@ def collaborative_wiener(
     noisy = np.asarray(noisy, dtype=np.float32)
     if min(noisy.shape) < patch:
         return np.asarray(pilot, dtype=np.float32)
-    target = rician_mean(np.clip(pilot, 0, None), sigma) if rician else pilot
-    y = torch.from_numpy(noisy).to(device)
+    # filter in units of sigma: in a scan's own units the weights 1 / (sigma² sum w²) fall below the
+    # denominator's floor (1e-12) for large units (values ~1e7: the output collapsed to 0)
+    scale = float(sigma)
+    pilot = np.asarray(pilot, dtype=np.float64) / scale
+    target = rician_mean(np.clip(pilot, 0, None), 1.0) if rician else pilot
+    y = torch.from_numpy((noisy / np.float32(scale)).astype(np.float32)).to(device)
     p = torch.from_numpy(np.asarray(target, dtype=np.float32)).to(device)
     num = torch.zeros(y.shape)
     den = torch.zeros(y.shape)
@@ -233,13 +237,12 @@ def collaborative_wiener(
         for done, lo in enumerate(starts, 1):
             a, b = max(lo - halo, 0), min(lo + core + halo, n)
             keep = slice(lo - a, min(lo + core, n) - a)  # each voxel from the slab where it is central
-            s_num, s_den = _wiener_block(y[a:b], p[a:b], float(sigma), patch, step, search, group, chunk,
-                                         tolerance, keep)
+            s_num, s_den = _wiener_block(y[a:b], p[a:b], 1.0, patch, step, search, group, chunk, tolerance, keep)
             num[lo : lo + core] += s_num[keep].cpu()
             den[lo : lo + core] += s_den[keep].cpu()
             if progress is not None:
                 progress(done, len(starts))
     out = torch.where(den > 0, num / den.clamp_min(1e-12), p.cpu()).numpy()
     if rician:
-        out = rician_inverse(out, sigma)
-    return out.astype(np.float32)
+        out = rician_inverse(out, 1.0)
+    return (out * scale).astype(np.float32)

@@ -354,3 +354,28 @@ def test_superres_refuses_an_existing_output(tmp_path, monkeypatch, mni_block):
                                                "--method", "cubic"], monkeypatch)
     assert_refused(res, "thin.nii.gz", "exists")
     assert unchanged and beside
+
+
+# -- denoise: scans whose noise level cannot be estimated (issue #25) ------------------------------------
+
+
+@pytest.mark.parametrize(("case", "problem"), [
+    ("nan", "voxels are NaN or Inf"), ("zeros", "blocks vary"), ("constant", "blocks vary"), ("tiny", "blocks vary")])
+def test_denoise_refuses_a_scan_whose_noise_cannot_be_estimated(tmp_path, monkeypatch, mni_block, case, problem):
+    import nibabel as nib
+    import numpy as np
+
+    data = mni_block[0].numpy().copy()
+    if case == "nan":
+        data[4:6, 4:6, 4:6] = np.nan
+    elif case == "zeros":
+        data[:] = 0.0
+    elif case == "constant":
+        data[:] = 500.0
+    else:
+        data = data[:6, :6, :6]
+    src = tmp_path / f"{case}.nii.gz"
+    nib.save(nib.Nifti1Image(data, mni_block.affine.numpy()), str(src))
+    res, unchanged, beside = invoke(tmp_path, ["denoise", str(src), str(tmp_path / "out.nii.gz")], monkeypatch)
+    assert_refused(res, f"{case}.nii.gz", problem)
+    assert unchanged and beside

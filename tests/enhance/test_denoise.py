@@ -159,3 +159,22 @@ def test_scans_smaller_than_the_network_window_are_padded_not_refused():
 def test_per_scan_training_refuses_scans_too_small_for_its_crops(mni_block):
     with pytest.raises(ConfigError, match="every axis >= 32"):
         denoise(mni_block, method="self-supervised", steps=2)
+
+
+@pytest.mark.parametrize("peak", [1e7, 1e9])
+def test_huge_intensity_units_give_the_same_result_scaled(mni_crop, noisy_crop, peak):
+    # the Wiener weights 1 / (sigma² sum w²) fell below float32's floor in such units: the output went to 0
+    noisy, _ = noisy_crop
+    scale = peak / float(noisy.max())
+    out = denoise(noisy, refine=1)
+    big = denoise(make_scan(noisy.numpy() * scale, noisy.affine.numpy(), modality="MR"), refine=1)
+    assert torch.isfinite(big).all()
+    assert _gain(big / scale, noisy, mni_crop) == pytest.approx(_gain(out, noisy, mni_crop), abs=0.05)
+
+
+def test_background_offset_is_kept_in_the_output(mni_crop, noisy_crop):
+    noisy, _ = noisy_crop
+    out = denoise(noisy, refine=1)
+    shifted = denoise(make_scan(noisy.numpy() + 500.0, noisy.affine.numpy(), modality="MR"), refine=1)
+    assert float((shifted - 500.0 - out).abs().mean()) < 0.05 * float(out.mean())
+    assert _gain(shifted - 500.0, noisy, mni_crop) > 3.0

@@ -8,6 +8,7 @@ import torch
 
 from medgen.enhance.noise import add_gaussian, add_rician, estimate_sigma, guess_noise_model
 from medgen.enhance.self_supervised import neighbor_indices, subsample
+from medgen.errors import MedgenWarning, ScanValueError
 
 
 @pytest.mark.parametrize("fraction", [0.03, 0.05, 0.09])
@@ -42,3 +43,41 @@ def test_neighbor_split_picks_distinct_face_neighbours_of_each_cell():
     # face neighbours in a C-ordered 4x4x4 grid differ by 1 (z), 4 (y) or 16 (x)
     assert set(diff.unique().tolist()) <= {1.0, 4.0, 16.0}
     assert g1.shape == (1, 1, 2, 2, 2)
+
+
+def _coil_magnitude(clean: np.ndarray, sigma: float, coils: int, rng: np.random.Generator) -> np.ndarray:
+    """Sum-of-squares magnitude of ``coils`` channels with noise ``sigma`` each (non-central chi, 2N dof)."""
+    channels = rng.normal(0.0, sigma, (2 * coils, *clean.shape))
+    channels[0] += clean
+    return np.sqrt((channels**2).sum(0)).astype(np.float32)
+
+
+def test_estimate_sigma_leaves_out_an_eight_coil_noise_floor(mni_crop):
+    # the crop with as much pure background beside it: the floor sits at ~3.9 sigma, above a fixed 4-sigma cut
+    # of the first estimate, whose spread (0.8 sigma) pulled the old estimate 20-25 % low
+    clean = np.concatenate([np.zeros_like(mni_crop[0].numpy()), mni_crop[0].numpy()], axis=0)
+    sigma = 0.05 * clean.max()
+    noisy = _coil_magnitude(clean, sigma, 8, np.random.default_rng(2))
+    assert estimate_sigma(noisy) == pytest.approx(sigma, rel=0.1)
+
+
+@pytest.mark.parametrize("case", ["zeros", "constant", "tiny"])
+def test_estimate_sigma_refuses_a_scan_without_enough_varying_voxels(mni_crop, case):
+    volume = {"zeros": np.zeros((32, 32, 32)), "constant": np.full((32, 32, 32), 7.0),
+              "tiny": mni_crop[0].numpy()[:6, :6, :6]}[case]
+    with pytest.raises(ScanValueError, match="noise level cannot be estimated.*blocks vary"):
+        estimate_sigma(volume)
+
+
+def test_estimate_sigma_refuses_nan_voxels(noisy_crop):
+    volume = noisy_crop[0][0].numpy().copy()
+    volume[3, 4, 5] = np.nan
+    with pytest.raises(ScanValueError, match="1 voxels are NaN or Inf"):
+        estimate_sigma(volume)
+    assert np.isnan(volume[3, 4, 5])  # the input is left as it was
+
+
+def test_estimate_sigma_warns_when_only_background_is_left():
+    noise = add_rician(np.zeros((16, 16, 16), np.float32), 10.0, np.random.default_rng(0))
+    with pytest.warns(MedgenWarning, match="estimated from the background"):
+        estimate_sigma(noise)
