@@ -41,7 +41,7 @@ from medgen.enhance.collaborative import collaborative_wiener
 from medgen.enhance.inference import check_flips, fit_window, flip_ensemble, sliding_window
 from medgen.enhance.pretrained import DEFAULT_DENOISER, load_denoiser
 from medgen.enhance.self_supervised import fit_neighbor2neighbor
-from medgen.errors import ConfigError
+from medgen.errors import ConfigError, ScanValueError
 from medgen.intensity import robust_range
 from medgen.io.meta import like, meta_of
 from medgen.io.provenance import mark
@@ -117,6 +117,8 @@ def denoise_array(
     if method not in METHODS:
         raise ConfigError(f"key 'method': unknown '{method}', choose one of {', '.join(METHODS)}")
     x = np.asarray(x, dtype=np.float32)
+    if not np.isfinite(x).all():  # they would spread through the network's windows and the Wiener blocks
+        raise ScanValueError(f"{x.size - int(np.isfinite(x).sum())} voxels are NaN or Inf; fill or mask them first")
     check_flips(flips)  # before any training
     if method in ("adapt", "self-supervised") and min(x.shape) < MIN_FIT_AXIS:
         raise ConfigError(f"key 'method': '{method}' trains on the scan and needs every axis >= {MIN_FIT_AXIS} "

@@ -9,7 +9,7 @@ import torch
 from medgen.enhance.denoise import denoise
 from medgen.enhance.noise import add_gaussian
 from medgen.enhance.pretrained import load_denoiser
-from medgen.errors import ConfigError
+from medgen.errors import ConfigError, ScanValueError
 from medgen.evaluate.fidelity import foreground_mask, psnr
 from medgen.io.meta import make_scan
 
@@ -178,3 +178,11 @@ def test_background_offset_is_kept_in_the_output(mni_crop, noisy_crop):
     shifted = denoise(make_scan(noisy.numpy() + 500.0, noisy.affine.numpy(), modality="MR"), refine=1)
     assert float((shifted - 500.0 - out).abs().mean()) < 0.05 * float(out.mean())
     assert _gain(shifted - 500.0, noisy, mni_crop) > 3.0
+
+
+def test_nan_voxels_are_refused_even_with_a_given_sigma(noisy_crop):
+    noisy, sigma = noisy_crop
+    holed = noisy.clone()
+    holed[0, 3, 4, 5] = float("nan")
+    with pytest.raises(ScanValueError, match="1 voxels are NaN or Inf"):
+        denoise(holed, sigma=sigma)
