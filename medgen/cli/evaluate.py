@@ -148,6 +148,36 @@ def qc_check(
         raise typer.Exit(2)
 
 
+@qc_app.command("artifacts")
+def qc_artifacts(
+    scans: list[Path] = typer.Argument(..., help="Scan files, or folders of scans, to check."),
+    modality: str = typer.Option("", help="CT or MR (default: the scan's own metadata; CT is also "
+                                 "recognised from values in HU)."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON."),
+) -> None:
+    """Reference-free artefact flags (blur, ghosting, motion, intensity scaling); no QC model needed. Exit 2 if any."""
+    from medgen.evaluate.artifacts import ARTIFACTS, check_scan
+    from medgen.evaluate.suite import load_folder
+    from medgen.io import load_scan
+
+    named = []
+    for path in scans:
+        named += load_folder(path) if path.is_dir() else [(path.name, load_scan(path))]
+    reports = [(name, check_scan(scan, modality=modality)) for name, scan in named]
+    if as_json:
+        typer.echo(json.dumps([{"name": name, **r.as_dict()} for name, r in reports], indent=2))
+    else:
+        table = Table()
+        for col in ("scan", *ARTIFACTS, "flag"):
+            table.add_column(col)
+        for name, r in reports:
+            table.add_row(name, *[f"{r.scores[a]:.2f}" for a in ARTIFACTS],
+                          "[red]FLAG[/red] " + "; ".join(r.reasons) if r.flags else "ok")
+        console.print(table)
+    if any(r.flags for _, r in reports):
+        raise typer.Exit(2)
+
+
 @qc_app.command("diff")
 def qc_diff(
     input: Path = typer.Argument(..., help="Enhancement input scan."),
