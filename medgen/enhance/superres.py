@@ -95,14 +95,25 @@ def degrade(x: np.ndarray, factor: int, axis: int) -> np.ndarray:
     return ndimage.zoom(thick, zoom, order=3, mode="nearest", grid_mode=True).astype(np.float32)
 
 
-def training_pairs(volume: np.ndarray, factor: int) -> tuple[np.ndarray, np.ndarray]:
+def sharp_axes(spacing: Sequence[float] | None, axis: int) -> tuple[int, ...]:
+    """The in-plane axes (0 and/or 1 once ``axis`` is moved last) fine enough to learn from: spacing
+    within 1.5x of the finest in-plane one. Thick-sampling an axis that is already coarse (the 6.5 mm
+    slices of a scan whose *in-plane* axis is being restored) teaches the network nothing true."""
+    if spacing is None:
+        return (0, 1)
+    in_plane = [float(s) for i, s in enumerate(spacing) if i != axis]
+    return tuple(i for i, s in enumerate(in_plane) if s <= 1.5 * min(in_plane))
+
+
+def training_pairs(volume: np.ndarray, factor: int, axes: Sequence[int] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:
     """(degraded, sharp) ``(M, H, W)`` in-plane slices of ``volume`` ``(P, Q, N)`` (thick axis last).
 
-    Both in-plane directions are degraded (the second by transposing), each slice with the first
+    The in-plane directions in ``axes`` are degraded (axis 1 by transposing), each slice with the first
     ``factor``-multiple rows; the degraded axis is always the first of a slice.
     """
     inputs, targets = [], []
-    for slices in (np.moveaxis(volume, 2, 0), np.moveaxis(volume, 2, 0).transpose(0, 2, 1)):
+    planes = np.moveaxis(volume, 2, 0)
+    for slices in [planes if a == 0 else planes.transpose(0, 2, 1) for a in axes]:
         h = slices.shape[1] - slices.shape[1] % factor
         sharp = np.ascontiguousarray(slices[:, :h])
         inputs.append(degrade(sharp, factor, 1))
@@ -137,9 +148,11 @@ def fit_smore(
     seed: int = 0,
     device: str = "cpu",
     bf16: bool | None = None,
+    axes: Sequence[int] = (0, 1),
     callback: Callable[[int, float], None] | None = None,
 ) -> SliceSR2d:
-    """Train ``net`` (default: a fresh :class:`SliceSR2d`) on in-plane pairs of ``volume`` ``(P, Q, N)``.
+    """Train ``net`` (default: a fresh :class:`SliceSR2d`) on in-plane pairs of ``volume`` ``(P, Q, N)``
+    that thick-sample the in-plane ``axes`` (:func:`sharp_axes`).
 
     ``volume`` is normalised, its thick axis last. Given a pretrained ``net``, this adapts it to the
     scan (use a small ``lr``). ``bf16`` (None: :func:`bf16_native`) runs the forward pass under
@@ -148,7 +161,7 @@ def fit_smore(
     """
     rng = np.random.default_rng(seed)
     bf16 = bf16_native(device) if bf16 is None else bf16
-    degraded, sharp = training_pairs(volume, factor)
+    degraded, sharp = training_pairs(volume, factor, axes)
     if net is None:
         with seeded(seed):  # the fresh network's initial weights, without touching the caller's RNG
             net = SliceSR2d()
@@ -218,10 +231,13 @@ def superres_array(
     steps: int | None = None,
     seed: int = 0,
     device: str = "cpu",
+    spacing: Sequence[float] | None = None,
     callback: Callable[[int, float], None] | None = None,
     progress: Callable[[str, int, int], None] | None = None,
 ) -> tuple[np.ndarray, dict]:
     """Upsample ``x`` ``(X, Y, Z)`` by an integer ``factor`` along ``axis``; float32, the input's units.
+
+    ``spacing`` (mm, of ``x``): learning on the scan uses only its fine in-plane axes (:func:`sharp_axes`).
 
     ``callback(step, loss)`` follows the training on the scan; ``progress(stage, done, total)`` reports
     its steps (``"training on the scan"``) and the restored slices (``"slices"``).
@@ -252,7 +268,7 @@ def superres_array(
                 progress("training on the scan", step + 1, steps)
 
         net = fit_smore(vn, factor, net=net, steps=steps, lr=lr, seed=seed, device=device, bf16=bf16,
-                        callback=each_step)
+                        axes=sharp_axes(spacing, axis), callback=each_step)
     up = resample(vn, (vn.shape[0], vn.shape[1], vn.shape[2] * factor), 3)
     slices = None if progress is None else partial(progress, "slices")
     out = apply_smore(net, up, factor, device=device, progress=slices) * scale + low
@@ -373,7 +389,8 @@ def superres(
     channels, info = [], {}
     for c in range(array.shape[0]):
         out, info = superres_array(array[c], f, axis, method=method, model=model, steps=steps, seed=seed,
-                                   device=device, callback=callback, progress=progress)
+                                   device=device, spacing=spacing_from_affine(affine), callback=callback,
+                                   progress=progress)
         if list(out.shape) != final:
             out = resample(out, final, 3)
         channels.append(out)

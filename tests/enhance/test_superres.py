@@ -12,9 +12,11 @@ from medgen.enhance.superres import (
     fit_smore,
     resample,
     resampled_affine,
+    sharp_axes,
     superres,
     superres_array,
     thick_slices,
+    training_pairs,
 )
 from medgen.errors import ConfigError
 from medgen.evaluate.fidelity import foreground_mask, psnr
@@ -51,6 +53,26 @@ def test_spacing_target_gives_the_requested_voxel_size_over_the_same_extent():
 def test_resampled_affine_is_identity_for_the_same_grid():
     a = oblique_affine()
     np.testing.assert_allclose(resampled_affine(a, (5, 6, 7), (5, 6, 7)), a)
+
+
+def test_learning_on_the_scan_skips_in_plane_axes_that_are_already_coarse(mni_t1_path):
+    # restoring axis 0 of a 0.8 x 0.8 x 6.5 mm scan: axis 1 (0.8 mm) teaches, axis 2 (6.5 mm) does not
+    assert sharp_axes((0.8, 0.8, 6.5), axis=0) == (0,)
+    assert sharp_axes((0.8, 0.8, 6.5), axis=2) == (0, 1)
+    assert sharp_axes((1.0, 1.2, 3.0), axis=2) == (0, 1)
+    assert sharp_axes(None, axis=1) == (0, 1)
+    import nibabel as nib
+
+    data = np.asarray(nib.load(str(mni_t1_path)).dataobj, dtype=np.float32)[66:114, 84:132, 78:110]
+    both = training_pairs(data, 4)
+    first = training_pairs(data, 4, axes=(0,))
+    second = training_pairs(data, 4, axes=(1,))
+    # each axis alone gives its half of the pairs: the degraded row axis is the in-plane axis asked for
+    for part, half in ((first, slice(0, 32)), (second, slice(32, 64))):
+        np.testing.assert_array_equal(part[0], both[0][half])
+        np.testing.assert_array_equal(part[1], both[1][half])
+    np.testing.assert_array_equal(first[1][0], data[:, :, 0])
+    np.testing.assert_array_equal(second[1][0], data[:, :, 0].T)
 
 
 def test_self_supervised_sr_beats_cubic_on_a_real_crop(mni_t1_path):
