@@ -161,8 +161,8 @@ def superres(
     axis: str = typer.Option(None, help="0/1/2 or x/y/z (array axes); default: the thickest."),
     spacing: str = typer.Option(None, help="Target voxel size in mm, 'X,Y,Z' (instead of --factor)."),
     method: str = typer.Option(
-        "auto", help="auto (= pretrained where it knows the factor, else smore), pretrained, "
-        "adapt (pretrained + fine-tuning on the scan), gan (sharper), smore (self-supervised, any factor), "
+        "auto", help="auto (= pretrained where it knows the factor, adapted to the scan for CT; else smore), "
+        "pretrained, adapt (pretrained + fine-tuning on the scan), gan (sharper), smore (self-supervised, any factor), "
         "cubic, linear, nearest."),
     model: str = typer.Option(None, help="Model folder or .safetensors file instead of the shipped network."),
     steps: int = typer.Option(None, help="Optimiser steps on the scan (default: adapt 60, smore 4000 "

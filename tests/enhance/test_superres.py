@@ -132,6 +132,16 @@ def test_pretrained_networks_beat_cubic_on_real_mr_and_a_held_out_ct_phantom(mni
     assert seen == {"training on the scan": (5, 5), "slices": (sum(clean.shape[:2]),) * 2}
 
 
+def test_ct_is_recognised_by_its_metadata_or_by_hounsfield_values():
+    from medgen.data import ct_phantom
+    from medgen.enhance.superres import is_ct
+
+    hu = ct_phantom(seed=3, shape=(48, 48, 36), spacing=(8.0, 8.0, 8.0), noise=0)["image"][0].numpy()
+    assert is_ct(hu) and is_ct(hu - hu.min(), {"modality": "CT"}) and is_ct(hu - hu.min(), {"units": "HU"})
+    assert not is_ct(hu - hu.min())  # shifted to non-negative and unlabelled: read as MR
+    assert not is_ct(np.random.default_rng(0).normal(0, 1, (8, 8, 8)))  # signed but not HU
+
+
 def test_auto_picks_the_pretrained_network_where_it_knows_the_factor(mni_block, monkeypatch):
     from medgen.enhance.pretrained import load_superres
     from medgen.enhance.superres import auto_method
@@ -140,6 +150,7 @@ def test_auto_picks_the_pretrained_network_where_it_knows_the_factor(mni_block, 
     assert model.config["architecture"] == "SliceSR2d"
     assert model.card["training"]["script"] == "scripts/train_superres.py"
     assert auto_method(4) == "pretrained" and auto_method(9) == "smore" and auto_method(1) == "cubic"
+    assert auto_method(4, ct=True) == "adapt" and auto_method(9, ct=True) == "smore"
     with pytest.raises(ConfigError, match="factor"):
         superres(mni_block, factor=9, axis=2, method="pretrained")
     # auto falls back to SMORE for a factor the network does not know, with its short step budget
