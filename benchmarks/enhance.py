@@ -233,7 +233,7 @@ def bench_superres(name: str, case: Case, factors: list[int], args, keep: dict) 
                          "level": f"x{factor} axis {axis}", "method": label, "psnr": psnr(out, ref, mask),
                          "ssim": ssim(out, ref, mask), "time_s": wall, "peak_mib": mib})
             print(_row(rows[-1]), flush=True)
-            if factor == factors[-1] and method in ("cubic", "pretrained", "smore"):
+            if factor == factors[-1] and method in ("cubic", "pretrained", "adapt", "smore"):
                 keep[f"superres x{factor}: {label}"] = out
                 keep["superres reference"] = ref
     return rows
@@ -257,9 +257,11 @@ def montage(name: str, case: Case, keep: dict, path: Path) -> None:
     sr = {k.split(": ", 1)[1]: v for k, v in keep.items() if k.startswith("superres x")}
     if sr:
         ref = keep["superres reference"]
-        ours = sr.get("medgen pretrained")
-        rows.append([("reference", ref), ("cubic", sr.get("cubic")), ("medgen pretrained", ours),
-                     ("|pretrained - reference|", None if ours is None else np.abs(ours - ref)),
+        # the default: the network alone for MR, adapted to the scan for CT (superres.auto_method)
+        default = next((k for k in sr if "adapt" in k), None) if case.noise == "gaussian" else "medgen pretrained"
+        ours = sr.get(default)
+        rows.append([("reference", ref), ("cubic", sr.get("cubic")), (f"default: {default}", ours),
+                     ("|default - reference|", None if ours is None else np.abs(ours - ref)),
                      next(((k, v) for k, v in sr.items() if "SMORE" in k), ("SMORE", None))])
     fig, axes = plt.subplots(len(rows), 5, figsize=(15, 3.2 * len(rows)), squeeze=False)
     for r, row in enumerate(rows):
