@@ -191,6 +191,48 @@ def estimate_sigma(x: np.ndarray, mask: np.ndarray | None = None) -> float:
         if flat.sum() < MIN_BLOCKS:
             break
         sigma = _mad_sigma(detail[flat])
+    if mask is None and sigma > 0 and float(x.min()) >= 0.0:
+        # magnitude data with a true noise background: its Rayleigh level, where it is lower (anatomy
+        # finer than the voxels still inflates HHH; a background can only be inflated by artefacts)
+        background = rayleigh_background_sigma(x, sigma)
+        if background is not None:
+            sigma = min(sigma, background)
+    return sigma
+
+
+RAYLEIGH_MEAN_BELOW_2 = 1.0705  # mean / sigma of a Rayleigh variable below 2 sigma
+RAYLEIGH_MEAN_BELOW_1 = 0.6330  # ... below 1 sigma: the shape check
+
+
+def rayleigh_background_sigma(x: np.ndarray, sigma0: float, min_voxels: int = 1000) -> float | None:
+    """Noise level from the background of a one-channel magnitude scan (Rayleigh), or None.
+
+    The histogram mode of the voxels in ``(0, 3 * sigma0]`` starts it (a Rayleigh's mode is its
+    ``sigma``); then ``sigma = mean(voxels below 2 sigma) / 1.0705`` is iterated (the truncated
+    Rayleigh mean: tissue above 2 sigma does not count). The result is used only when the voxels below
+    it have the Rayleigh shape (mean within 0.03 of ``0.633 sigma``): zero-filled, masked, filtered or
+    multi-coil (chi) backgrounds fail the check and give None. On dipy's 4 x 4 x 5 mm b0 with added
+    Rician noise at 5 / 9 % it is +6 / +7 % from the truth where ``HHH`` is +31 / +26 %
+    (``benchmarks/noise_real.py``).
+    """
+    values = x[(x > 0) & (x <= 3.0 * sigma0)]
+    if values.size < min_voxels:
+        return None
+    hist, edges = np.histogram(values, bins=120, range=(0.0, 3.0 * sigma0))
+    kernel = np.exp(-0.5 * (np.arange(-6, 7) / 2.0) ** 2)
+    smooth = np.convolve(hist.astype(np.float64), kernel / kernel.sum(), mode="same")
+    peak = int(np.argmax(smooth))
+    if peak < 2 or peak > 80:  # no background peak inside the window (or it is the window's edge)
+        return None
+    sigma = 0.5 * float(edges[peak] + edges[peak + 1])
+    for _ in range(20):
+        below = x[(x > 0) & (x < 2.0 * sigma)]
+        if below.size < min_voxels:
+            return None
+        sigma = float(below.mean()) / RAYLEIGH_MEAN_BELOW_2
+    low = x[(x > 0) & (x < sigma)]
+    if low.size < min_voxels // 4 or abs(float(low.mean()) / sigma - RAYLEIGH_MEAN_BELOW_1) > 0.03:
+        return None
     return sigma
 
 

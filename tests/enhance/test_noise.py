@@ -6,7 +6,13 @@ import numpy as np
 import pytest
 import torch
 
-from medgen.enhance.noise import add_gaussian, add_rician, estimate_sigma, guess_noise_model
+from medgen.enhance.noise import (
+    add_gaussian,
+    add_rician,
+    estimate_sigma,
+    guess_noise_model,
+    rayleigh_background_sigma,
+)
 from medgen.enhance.self_supervised import neighbor_indices, subsample
 from medgen.errors import MedgenWarning, ScanValueError
 
@@ -59,6 +65,22 @@ def test_estimate_sigma_leaves_out_an_eight_coil_noise_floor(mni_crop):
     sigma = 0.05 * clean.max()
     noisy = _coil_magnitude(clean, sigma, 8, np.random.default_rng(2))
     assert estimate_sigma(noisy) == pytest.approx(sigma, rel=0.1)
+
+
+def test_a_rayleigh_background_gives_the_level_where_voxel_scale_anatomy_inflates_the_wavelet_estimate(mni_crop):
+    # tissue with detail at the voxel scale (a coarse scan's anatomy), beside pure background
+    tissue = mni_crop[0].numpy()
+    sigma = 0.05 * tissue.max()
+    detail = np.random.default_rng(7).normal(0, 0.6 * sigma, tissue.shape) * (tissue > 0.2 * tissue.max())
+    clean = np.concatenate([np.zeros_like(tissue), tissue + detail], axis=0)
+    noisy = add_rician(clean, sigma, np.random.default_rng(3))
+    assert rayleigh_background_sigma(noisy, 1.2 * sigma) == pytest.approx(sigma, rel=0.05)
+    assert estimate_sigma(noisy) == pytest.approx(sigma, rel=0.05)
+    # without the background the wavelet estimate alone sees the detail as noise
+    assert estimate_sigma(noisy[tissue.shape[0]:]) > 1.1 * sigma
+    # a masked (zero-filled) background is no noise background: no answer, never a guess
+    masked = np.where(clean > 0, noisy, 0.0)
+    assert rayleigh_background_sigma(masked, sigma) is None
 
 
 @pytest.mark.parametrize("case", ["zeros", "constant", "tiny"])
