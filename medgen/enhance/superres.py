@@ -34,7 +34,7 @@ import torch
 from scipy import ndimage
 
 from medgen.enhance.pretrained import DEFAULT_SUPERRES, GAN_SUPERRES, load_superres
-from medgen.errors import ConfigError
+from medgen.errors import ConfigError, ScanValueError
 from medgen.intensity import robust_range
 from medgen.io.meta import affine_of, like, meta_of, spacing_from_affine
 from medgen.io.provenance import mark
@@ -242,10 +242,15 @@ def superres_array(
     ``callback(step, loss)`` follows the training on the scan; ``progress(stage, done, total)`` reports
     its steps (``"training on the scan"``) and the restored slices (``"slices"``).
 
+    Raises:
+        ScanValueError: NaN or Inf voxels (they would spread through every interpolation).
+
     Returns:
         ``(array, info)`` with ``info`` = method, model, steps (the optimiser steps on the scan) and
         training_precision (``"bf16"`` where :func:`bf16_native`, else ``"fp32"``; None without training).
     """
+    if not np.isfinite(x).all():
+        raise ScanValueError(f"{x.size - int(np.isfinite(x).sum())} voxels are NaN or Inf; fill or mask them first")
     if method in _ORDERS:
         shape = list(x.shape)
         shape[axis] *= factor

@@ -18,7 +18,7 @@ from medgen.enhance.superres import (
     thick_slices,
     training_pairs,
 )
-from medgen.errors import ConfigError
+from medgen.errors import ConfigError, ScanValueError
 from medgen.evaluate.fidelity import foreground_mask, psnr
 from medgen.io.meta import make_scan
 from tests.conftest import oblique_affine
@@ -159,3 +159,11 @@ def test_auto_picks_the_pretrained_network_where_it_knows_the_factor(mni_block, 
     assert (rec["method"], rec["steps"], rec["factor"]) == ("smore", 2, 9)
     out = superres(mni_block, factor=2, axis=2, method="gan")
     assert out.meta["provenance"][-1]["model"] == "superres2d-gan"
+
+
+def test_nan_voxels_are_refused_in_one_line_not_spread(mni_block):
+    x = mni_block[0].numpy().copy()
+    x[2, 3, 1] = np.nan
+    for method in ("cubic", "pretrained"):
+        with pytest.raises(ScanValueError, match="1 voxels are NaN"):
+            superres_array(x, 2, 2, method=method)
