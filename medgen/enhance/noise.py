@@ -15,7 +15,9 @@ Physics:
 
 Estimation: :func:`estimate_sigma` takes the finest 3D Haar diagonal detail (``HHH``, pure noise
 for smooth anatomy) and its median absolute deviation over the foreground, the classic wavelet
-estimator of Donoho & Johnstone extended to 3D. Where a scan cannot tell its noise level (NaN voxels,
+estimator of Donoho & Johnstone extended to 3D; for magnitude MR with a true noise background, the
+background's Rayleigh level caps it (:func:`rayleigh_background_sigma`: anatomy finer than the
+voxels inflates ``HHH``). Where a scan cannot tell its noise level (NaN voxels,
 a constant or tiny image) it raises :class:`~medgen.errors.ScanValueError` rather than guess.
 
 All functions take and return ``numpy`` arrays ``(X, Y, Z)`` (or any leading shape) in the scan's
