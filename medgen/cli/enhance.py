@@ -7,6 +7,7 @@ rest carry on, and the exit code is 1 if any was skipped. Any other folder is on
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -20,7 +21,7 @@ from medgen.enhance.denoise import DEFAULT_REFINE
 from medgen.enhance.denoise import denoise as denoise_scan
 from medgen.enhance.diffusion_denoise import diffusion_denoise
 from medgen.enhance.superres import superres as superres_scan
-from medgen.errors import ConfigError, MedgenError, ScanValueError, ScanWriteError
+from medgen.errors import ConfigError, MedgenError, MedgenWarning, ScanValueError, ScanWriteError
 from medgen.io import check_save, load_scan, save_scan
 from medgen.io.atomic import check_output, full_suffix
 from medgen.io.itk import ITK_SUFFIXES
@@ -93,12 +94,23 @@ def _run(src: Path, dst: Path, work: Callable[[torch.Tensor, Stages | None], tor
 
 def _named(path: Path, work: Callable[[torch.Tensor, Stages | None], torch.Tensor], scan: torch.Tensor,
            progress: Stages | None) -> torch.Tensor:
-    """``work(scan, progress)``, with the scan's path put in front of a :class:`ScanValueError` (the
-    enhancement API sees arrays, not files), so that the one error line names the file."""
-    try:
-        return work(scan, progress)
-    except ScanValueError as err:
-        raise ScanValueError(f"{path}: {err}") from err
+    """``work(scan, progress)``, with the scan's path put in front of a :class:`ScanValueError` and of
+    each :class:`MedgenWarning` (the enhancement API sees arrays, not files), so that every error or
+    warning line names the file."""
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MedgenWarning)
+        try:
+            result = work(scan, progress)
+        except ScanValueError as err:
+            raise ScanValueError(f"{path}: {err}") from err
+        finally:
+            seen = list(caught)
+    for w in seen:
+        if issubclass(w.category, MedgenWarning):
+            warnings.warn(w.category(f"{path}: {w.message}"), stacklevel=2)
+        else:
+            warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    return result
 
 
 def _describe(scan: torch.Tensor) -> str:
