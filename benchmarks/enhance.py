@@ -46,6 +46,7 @@ from medgen.enhance.denoise import DEFAULT_REFINE, denoise_array
 from medgen.enhance.noise import add_gaussian, add_rician, rician_bias_correct
 from medgen.enhance.superres import DEFAULT_STEPS, superres_array, thick_slices
 from medgen.evaluate.fidelity import foreground_mask, psnr, ssim
+from medgen.intensity import is_ct
 
 
 class PeakRSS:
@@ -258,7 +259,7 @@ def montage(name: str, case: Case, keep: dict, path: Path) -> None:
     if sr:
         ref = keep["superres reference"]
         # the default: the network alone for MR, adapted to the scan for CT (superres.auto_method)
-        default = next((k for k in sr if "adapt" in k), None) if case.noise == "gaussian" else "medgen pretrained"
+        default = next((k for k in sr if "adapt" in k), None) if is_ct(case.clean) else "medgen pretrained"
         ours = sr.get(default)
         rows.append([("reference", ref), ("cubic", sr.get("cubic")), (f"default: {default}", ours),
                      ("|default - reference|", None if ours is None else np.abs(ours - ref)),

@@ -4,7 +4,8 @@ MR has no absolute unit and a few hot voxels (vessels, artefacts) can sit far ab
 every place that rescales intensities (denoiser and super-resolution inputs, feature extraction, QC
 windows, montages, histogram bins, the training data's normalisation) measures the range the same
 way: NumPy's linear-interpolation percentiles (the same rule as ``torch.quantile``, computed in
-float64, with no input-size limit). A shared utility that any layer may import.
+float64, with no input-size limit). A shared utility that any layer may import; so is the one rule
+that tells CT in HU from MR (:func:`is_ct`), used by super-resolution's default and by the QC.
 """
 
 from __future__ import annotations
@@ -32,3 +33,18 @@ def robust_range(
         values = values.detach().cpu().numpy()
     lo, hi = np.percentile(values, [low, high])
     return lo, hi
+
+
+CT_AIR_CUT = -900.0  # HU: a CT with air in view has its darkest 1 % near -1000; no MR magnitude goes there
+
+
+def is_ct(x: np.ndarray | float, modality: str = "", units: str = "") -> bool:
+    """Whether a scan is CT in HU: said by its metadata (``modality`` CT, ``units`` HU) or, with no
+    modality given (NRRD and MHA files carry none), its darkest 1 % at or below :data:`CT_AIR_CUT`.
+
+    ``x``: the scan ``(X, Y, Z)`` in its units, or its 1st percentile when already computed.
+    """
+    if modality.upper() == "CT" or units.upper() == "HU":
+        return True
+    p1 = float(x) if np.ndim(x) == 0 else float(np.percentile(x, 1))
+    return not modality and p1 <= CT_AIR_CUT

@@ -35,7 +35,7 @@ from scipy import ndimage
 
 from medgen.enhance.pretrained import DEFAULT_SUPERRES, GAN_SUPERRES, load_superres
 from medgen.errors import ConfigError, ScanValueError
-from medgen.intensity import robust_range
+from medgen.intensity import is_ct, robust_range
 from medgen.io.meta import affine_of, like, meta_of, spacing_from_affine
 from medgen.io.provenance import mark
 from medgen.models.enhancers import SliceSR2d
@@ -321,20 +321,11 @@ def plan(affine: np.ndarray, shape: Sequence[int], *, factor: float | None, axis
     return f, axis, final
 
 
-def is_ct(x: np.ndarray, meta: dict | None = None) -> bool:
-    """CT in HU: said by the metadata (modality CT, units HU) or, without it, air near -1000 and
-    tissue above 100 in the values (NRRD and MHA files carry no modality)."""
-    meta = meta or {}
-    if str(meta.get("modality", "")).upper() == "CT" or str(meta.get("units", "")).upper() == "HU":
-        return True
-    return float(np.min(x)) <= -900.0 and float(np.max(x)) >= 100.0
-
-
 def auto_method(factor: int, model: str | None = None, *, ct: bool = False) -> str:
     """The default: the pretrained network where its card lists ``factor`` (about 20 s for 96³ on 2
     CPU threads), adapted to the scan for :data:`DEFAULT_STEPS` ``["adapt"]`` steps when it is a CT
-    (``ct``); else SMORE (which :func:`superres` then runs for :data:`AUTO_SMORE_STEPS` unless given
-    ``steps``).
+    (``ct``: :func:`medgen.intensity.is_ct`); else SMORE (which :func:`superres` then runs for
+    :data:`AUTO_SMORE_STEPS` unless given ``steps``).
 
     Adapting is the CT default because the network learnt CT from flat procedural phantoms: on the
     acquired chest CTs of ``benchmarks/enhance.py`` at x4 it gains +2.8 / +2.6 dB over cubic where the
@@ -401,7 +392,8 @@ def superres(
         raise ConfigError(f"key '{key}': {array.shape[0]} channels of {'x'.join(map(str, final))} voxels are over "
                           f"medgen's bound of {MAX_OUTPUT_VOXELS:,}")
     if method == "auto":
-        method = auto_method(f, model, ct=is_ct(array, meta_of(scan)))
+        meta = meta_of(scan)
+        method = auto_method(f, model, ct=is_ct(array, str(meta.get("modality") or ""), str(meta.get("units") or "")))
         if method == "smore" and steps is None:
             steps = AUTO_SMORE_STEPS
     in_plane = [n for i, n in enumerate(array.shape[1:]) if i != axis]

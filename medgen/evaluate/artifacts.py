@@ -73,6 +73,8 @@ from dataclasses import dataclass, field
 import numpy as np
 from scipy import ndimage
 
+from medgen.intensity import is_ct
+
 ARTIFACTS = ("blur", "ghosting", "motion", "intensity")
 GHOST_DIVISORS = (2, 3, 4)
 # Thresholds, chosen on the tuning cases of benchmarks/qc_real.py (MNI152 2 mm, brain1 MR, lung1 CT)
@@ -231,10 +233,6 @@ def _measure(x: np.ndarray, spacing) -> dict[str, float]:
     }
 
 
-def _is_ct(x_p1: float, modality: str) -> bool:
-    return modality.upper() == "CT" or (not modality and x_p1 <= -900.0)
-
-
 def artifact_scores(volume, spacing: tuple[float, float, float], modality: str = "") -> dict[str, float]:
     """One score per artefact (``blur``, ``ghosting``, ``motion``, ``intensity``); ``> 1`` is flagged.
 
@@ -256,7 +254,7 @@ def _scores(m: dict[str, float], modality: str) -> tuple[dict[str, float], dict[
     hi = abs(m["p99.5"]) or 1.0
     blur = {f"spectrum falls {m['blur_slope']:.2f} decades/0.1 cycles near Nyquist": m["blur_slope"] / BLUR_SLOPE,
             f"fine detail {m['blur_ratio']:.1f} decades below coarse": m["blur_ratio"] / BLUR_RATIO}
-    if _is_ct(m["p1"], modality):
+    if is_ct(m["p1"], modality):
         intensity = {f"air at {m['p1']:.0f} (expected {CT_AIR_HU:.0f} HU)": abs(m["p1"] - CT_AIR_HU) / CT_AIR_TOL}
     else:
         intensity = {

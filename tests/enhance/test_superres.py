@@ -134,10 +134,11 @@ def test_pretrained_networks_beat_cubic_on_real_mr_and_a_held_out_ct_phantom(mni
 
 def test_ct_is_recognised_by_its_metadata_or_by_hounsfield_values():
     from medgen.data import ct_phantom
-    from medgen.enhance.superres import is_ct
+    from medgen.intensity import is_ct
 
     hu = ct_phantom(seed=3, shape=(48, 48, 36), spacing=(8.0, 8.0, 8.0), noise=0)["image"][0].numpy()
-    assert is_ct(hu) and is_ct(hu - hu.min(), {"modality": "CT"}) and is_ct(hu - hu.min(), {"units": "HU"})
+    assert is_ct(hu) and is_ct(hu - hu.min(), modality="CT") and is_ct(hu - hu.min(), units="HU")
+    assert not is_ct(hu, modality="MR")  # a modality that is said wins over the values
     assert not is_ct(hu - hu.min())  # shifted to non-negative and unlabelled: read as MR
     assert not is_ct(np.random.default_rng(0).normal(0, 1, (8, 8, 8)))  # signed but not HU
 
