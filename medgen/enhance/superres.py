@@ -36,7 +36,7 @@ from scipy import ndimage
 from medgen.enhance.pretrained import DEFAULT_SUPERRES, GAN_SUPERRES, load_superres
 from medgen.errors import ConfigError, ScanValueError
 from medgen.intensity import is_ct, robust_range
-from medgen.io.meta import affine_of, like, meta_of, spacing_from_affine
+from medgen.io.meta import affine_of, fine_axes, like, meta_of, spacing_from_affine
 from medgen.io.provenance import mark
 from medgen.models.enhancers import SliceSR2d
 from medgen.seeding import seeded
@@ -101,8 +101,7 @@ def sharp_axes(spacing: Sequence[float] | None, axis: int) -> tuple[int, ...]:
     slices of a scan whose *in-plane* axis is being restored) teaches the network nothing true."""
     if spacing is None:
         return (0, 1)
-    in_plane = [float(s) for i, s in enumerate(spacing) if i != axis]
-    return tuple(i for i, s in enumerate(in_plane) if s <= 1.5 * min(in_plane))
+    return fine_axes([s for i, s in enumerate(spacing) if i != axis])
 
 
 def training_pairs(volume: np.ndarray, factor: int, axes: Sequence[int] = (0, 1)) -> tuple[np.ndarray, np.ndarray]:

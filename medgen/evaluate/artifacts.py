@@ -74,6 +74,7 @@ import numpy as np
 from scipy import ndimage
 
 from medgen.intensity import is_ct
+from medgen.io.meta import fine_axes
 
 ARTIFACTS = ("blur", "ghosting", "motion", "intensity")
 GHOST_DIVISORS = (2, 3, 4)
@@ -100,12 +101,6 @@ def _volume(volume) -> np.ndarray:
     if a.ndim != 3:
         raise ValueError(f"expected a (X, Y, Z) or (1, X, Y, Z) volume, got shape {a.shape}")
     return a.astype(np.float32, copy=False)
-
-
-def inplane_axes(spacing: tuple[float, float, float]) -> tuple[int, ...]:
-    """Axes whose spacing (mm) is within 1.5x of the finest one: the acquisition plane(s)."""
-    s = np.asarray(spacing, float)
-    return tuple(int(a) for a in np.flatnonzero(s <= 1.5 * s.min()))
 
 
 def _plane(x: np.ndarray, spacing) -> np.ndarray:
@@ -159,7 +154,7 @@ def ghost_feature(x: np.ndarray, spacing) -> float:
     their multiples) over its largest |value| at the control shifts (0.1-0.9 N, at least
     ``max(2, 0.03 N)`` voxels from any ghost shift) plus ``GHOST_FLOOR``; the largest over axes.
     0 when no in-plane axis has 16 voxels or the scan is constant."""
-    axes = inplane_axes(spacing)
+    axes = fine_axes(spacing)
     size = [3 if i in axes else 1 for i in range(3)]
     hp = x - ndimage.uniform_filter(x.astype(np.float64), size)
     best = 0.0
@@ -202,7 +197,7 @@ def motion_feature(x: np.ndarray, spacing) -> float:
     module docstring); 0 with fewer than two measurable in-plane axes."""
     x = x.astype(np.float64)
     steps = []
-    for ax in inplane_axes(spacing):
+    for ax in fine_axes(spacing):
         n = x.shape[ax]
         power = np.abs(np.fft.rfft(x - x.mean(axis=ax, keepdims=True), axis=ax)) ** 2
         power = power.sum(axis=tuple(i for i in range(3) if i != ax))

@@ -74,7 +74,7 @@ def train_segmenter(
 
     Args:
         items: ``[{"image": (1, X, Y, Z) scan, "label": (1, X, Y, Z) integer 0-3}, ...]``; any intensity
-            units (each crop is z-scored).
+            units (each image is z-scored whole, then cropped).
         roi: random crop size (voxels) the network trains on.
         augment: MONAI dictionary transforms applied before normalisation and cropping.
 

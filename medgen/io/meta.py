@@ -83,6 +83,13 @@ def spacing_from_affine(affine: np.ndarray) -> tuple[float, float, float]:
     return tuple(float(v) for v in np.linalg.norm(a[:3, :3], axis=0))
 
 
+def fine_axes(spacing) -> tuple[int, ...]:
+    """Indices of the axes whose spacing (mm) is within 1.5x of the finest: the acquisition plane(s)
+    of a thick-slice scan, all axes of a near-isotropic one."""
+    s = np.asarray(spacing, float)
+    return tuple(int(a) for a in np.flatnonzero(s <= 1.5 * s.min()))
+
+
 def usable_affine(affine: np.ndarray) -> bool:
     """True if ``affine`` places voxels in the world: finite, three non-zero independent axes.
 
