@@ -115,6 +115,9 @@ class LossConfig:
         perceptual_weight: VAE perceptual term; needs ``perceptual_weights`` (a local file) since
             medgen never downloads weights.
         gan_loss: ``hinge`` or ``bce`` (non-saturating); ``r1_weight``: R1 penalty on real data.
+        recon_weight: label-conditioned GAN only: L1 between the image generated from a subject's label
+            map and that subject's image (the pix2pix/SPADE recipe), so intensities follow the labels
+            from the first steps and the adversarial term only adds what L1 cannot (noise, texture).
     """
 
     kl_weight: float = 1.0e-6
@@ -124,6 +127,7 @@ class LossConfig:
     perceptual_weights: str | None = None
     gan_loss: Literal["hinge", "bce"] = "hinge"
     r1_weight: float = 0.0
+    recon_weight: float = 0.0
 
 
 @dataclass
@@ -335,9 +339,12 @@ def _check_train(cfg: RunConfig) -> None:
 
 
 def _check_loss(cfg: RunConfig) -> None:
-    for key in ("kl_weight", "adv_weight", "perceptual_weight", "r1_weight"):
+    for key in ("kl_weight", "adv_weight", "perceptual_weight", "r1_weight", "recon_weight"):
         in_range(f"loss.{key}", getattr(cfg.loss, key), 0)
     in_range("loss.adv_start", cfg.loss.adv_start, 0)
+    if cfg.loss.recon_weight > 0 and not (cfg.model.family == "gan" and cfg.model.gan.label_classes > 0):
+        raise ConfigError("key 'loss.recon_weight': only a label-conditioned GAN (model.gan.label_classes > 0) "
+                          "has a real image to reconstruct; set it to 0")
 
 
 def _check_pair(key: str, pair: list[float], low: float | None, high: float | None) -> None:

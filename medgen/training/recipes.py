@@ -141,7 +141,12 @@ def _gan_recipe(cfg: RunConfig) -> Recipe:
     def gen_loss(m, batch, step, rng):
         x_fake = fake(m, batch, rng)
         loss = criterion(m["disc"](with_labels(x_fake, batch))[-1], target_is_real=True, for_discriminator=False)
-        return loss, {"g": loss.item()}
+        parts = {"g": loss.item()}
+        if lc.recon_weight > 0:  # pix2pix: the subject's own image for its own label map
+            l1 = F.l1_loss(x_fake.float(), batch["image"].float())
+            loss = loss + lc.recon_weight * l1
+            parts["l1"] = l1.item()
+        return loss, parts
 
     def preview(net, val, device):
         gen = torch.Generator().manual_seed(1234)

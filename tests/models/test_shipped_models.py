@@ -87,10 +87,16 @@ def test_shipped_label_model_draws_the_anatomy_of_the_label_map_it_is_given(tmp_
     model = medgen.load_model("brain-labels")
     one, other = brain_cohort(2, resolution=3, seed=11)  # subjects the model never saw
     path = save_scan(one["label"], tmp_path / "labels.nii.gz")
-    (x,) = synthesize(model, 1, seed=0, condition=path, steps=3)
+    (x,) = synthesize(model, 1, seed=0, condition=path)  # a GAN: one pass
     assert x.shape[1:] == (64, 80, 64) and x.meta["synthetic"] is True
     image, lab = x.as_tensor()[0], fit(one["label"].float(), [64, 80, 64])[0].round()
-    assert image[lab == 3].mean() > image[lab == 2].mean() > image[lab == 1].mean()  # T1: WM > GM > CSF
+    means = torch.stack([image[lab == k].mean() for k in (1, 2, 3)])
+    assert means[2] > means[1] > means[0]  # T1: WM > GM > CSF
+    # voxel by voxel: the tissue whose mean intensity is nearest is the given label's in most of the
+    # brain (0.85 for the shipped model; 0.73 for the subject's own simulated image, which has noise)
+    brain = lab > 0
+    nearest = (image[brain][:, None] - means).abs().argmin(1) + 1
+    assert (nearest == lab[brain]).float().mean() > 0.8
     # its white matter is where the given map has it, not where another subject's map does
     lab_other = fit(other["label"].float(), [64, 80, 64])[0].round()
     assert image[(lab == 3) & (lab_other != 3)].mean() > image[(lab_other == 3) & (lab != 3)].mean() + 0.01

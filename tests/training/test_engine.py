@@ -223,3 +223,25 @@ def test_resume_from_a_damaged_checkpoint_is_one_line_naming_it(tmp_path, tiny_c
     assert result.exit_code == 1 and "Traceback" not in result.output
     errors = [line for line in result.output.splitlines() if line.startswith("error:")]
     assert len(errors) == 1 and "damaged checkpoint" in result.output and str(ckpt) in result.output.replace("\n", "")
+
+
+def test_label_gan_with_an_l1_term_renders_the_tissue_intensities_of_the_label_map_it_is_given(tmp_path, tiny_config):
+    from medgen.synthesize.generate import render_labels
+
+    gan = {"latent_dim": 16, "channels": [16, 8, 8], "disc_channels": 8, "disc_layers": 2, "label_classes": 4}
+    cfg = tiny_config("gan", model={"gan": gan}, data={"condition": "labels", "n_subjects": 4},
+                      loss={"recon_weight": 20.0},
+                      train={"steps": 40, "lr": 3e-3, "lr_schedule": "constant", "betas": [0.5, 0.99]})
+    result = train(parse_config(cfg), tmp_path / "run", device="cpu", progress=False)
+    l1 = [r["l1"] for r in _losses(tmp_path / "run")]
+    assert sum(l1[-5:]) / 5 < 0.6 * l1[0]  # the L1 term is optimised, not only logged
+    model = load_model(result.model_dir)
+    held_out = prepare_data(parse_config(cfg), model.normalization).val[0]  # a subject it never saw
+    image = render_labels(model, held_out["label"][None], seed=0)[0, 0]
+    lab = held_out["label"].argmax(0)
+    assert image[lab == 3].mean() > image[lab == 2].mean() > image[lab == 1].mean()  # T1: WM > GM > CSF
+
+
+def test_l1_term_is_refused_for_a_gan_without_label_maps(tiny_config):
+    with pytest.raises(ConfigError, match="loss.recon_weight"):
+        parse_config(tiny_config("gan", loss={"recon_weight": 1.0}))
