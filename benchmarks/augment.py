@@ -31,7 +31,7 @@ Train on synthetic, test on real (with ``--model``, a label-conditioned SPADE GA
     python benchmarks/augment.py --steps 150 --seeds 0 1 2      # ~10 min on 2 CPU cores
     python benchmarks/augment.py --quick                         # ~2 min
     medgen train configs/brain3mm_gan_labels.yaml --out runs/spade
-    python benchmarks/augment.py --only tstr --model runs/spade/model
+    python benchmarks/augment.py --only tstr --model brain-labels --steps 400
     python benchmarks/augment.py --only lesions --lesion-model ct-lesions    # label rendering, inserted lesions
     python benchmarks/augment.py --only detection --lesion-model ct-lesions  # + an inpainted-lesion pool row
     python benchmarks/augment.py --only convergence --seeds 0            # MONAI-standard Dice against steps
@@ -217,30 +217,56 @@ def convergence(steps_list: list[int], seeds: list[int], kind: str = "monai") ->
 
 
 def tstr(model: str, steps: int, seeds: list[int], n_real: int, per_label: int) -> None:
-    """Train on synthetic, test on real: SPADE-GAN pairs rendered from the labels of ``n_real`` real subjects."""
-    # the GAN of configs/brain3mm_gan_labels.yaml saw cohort 0 subjects 2-11; the real training subjects
-    # are among them (their labels condition the synthetic pairs), the test subjects are from another cohort
-    real_train = brain_cohort(2 + n_real, resolution=3, seed=0, contrast="t1")[2:]
+    """Train on synthetic, test on real, with the memorisation audit of the synthetic pool.
+
+    The real subjects are cohort-0 subjects 8.. (the shipped ``brain-labels`` trained on cohort-0
+    subjects 8-167: these are subjects the generator saw); their deformed label maps condition the
+    pool. The test subjects come from another cohort. The audit compares each synthetic image with the
+    generator's 160 training subjects (NCC) against what distinct real people reach (the test subjects).
+    """
+    from medgen.evaluate.privacy import memorisation_audit
+
+    real_train = brain_cohort(8 + n_real, resolution=3, seed=0, contrast="t1")[8:]
     real_test = brain_cohort(3, resolution=3, seed=200, contrast="t1")
     t0 = time.time()
     synthetic = synthetic_pairs(model, real_train, per_item=per_label, seed=0, strength=0.5)
     print(f"  rendered {len(synthetic)} synthetic pairs: {time.time() - t0:.0f} s", flush=True)
+    seen = [s["image"].as_tensor().float() for s in brain_cohort(168, resolution=3, seed=0, contrast="t1")[8:]]
+    audit = memorisation_audit([s["image"].as_tensor().float() for s in synthetic], seen,
+                               holdout=[s["image"].as_tensor().float() for s in real_test])
+    sims = np.array([r["similarity"] for r in audit["rows"]])
     runs = []
     for seed in seeds:
         t0 = time.time()
         runs.append(train_on_synthetic_test_on_real(synthetic, real_train, real_test, steps=steps, seed=seed,
                                                     roi=PATCH)["rows"])
         print(f"  trained the TSTR rows, seed {seed}: {time.time() - t0:.0f} s", flush=True)
-    print(f"\nTSTR Dice x100 on {len(real_test)} held-out real T1 subjects (CSF / GM / WM / mean ± sd over "
+    rows = {}
+    for i, row in enumerate(runs[0]):
+        rows[row["train on"]] = {
+            "n_train": row["n_train"],
+            **{c: float(np.mean([r[i][c] for r in runs])) for c in ("CSF", "GM", "WM", "mean", "vs real")},
+            "per_seed": {str(seed): {c: float(r[i][c]) for c in ("CSF", "GM", "WM", "mean")}
+                         for seed, r in zip(seeds, runs)}}
+    write_results("augment_tstr.json", {
+        "model": model, "steps": steps, "seeds": seeds, "per_label": per_label,
+        "real_train": f"{n_real} T1 subjects the generator trained on (cohort seed 0, subjects 8-{7 + n_real})",
+        "real_test": "3 T1 subjects, cohort seed 200", "rows": rows,
+        "audit": {"method": audit["method"], "pool": len(synthetic), "generator_training_subjects": len(seen),
+                  "nearest_training_ncc": {"min": float(sims.min()), "median": float(np.median(sims)),
+                                           "max": float(sims.max()), "values": sims.tolist()},
+                  "real_nearest_training_ncc": [float(v) for v in audit["reference"]],
+                  "samples_nearer_than_real": int((sims > max(audit["reference"])).sum())}})
+    print(f"\nTSTR Dice x100 on {len(real_test)} held-out real T1 subjects (CSF / GM / WM / mean over "
           f"{len(seeds)} seeds), {steps} steps; synthetic = {model}")
     print("| train on | n | CSF | GM | WM | mean | vs real |")
     print("|---|---|---|---|---|---|---|")
-    for i, row in enumerate(runs[0]):
-        cells = {c: np.mean([r[i][c] for r in runs]) * 100 for c in ("CSF", "GM", "WM")}
-        means = [r[i]["mean"] * 100 for r in runs]
-        ratio = np.mean([r[i]["vs real"] for r in runs])
-        print(f"| {row['train on']} | {row['n_train']} | {cells['CSF']:.1f} | {cells['GM']:.1f} | {cells['WM']:.1f} | "
-              f"**{np.mean(means):.1f}** ± {np.std(means):.1f} | {ratio:.2f} |")
+    for name, r in rows.items():
+        print(f"| {name} | {r['n_train']} | {r['CSF'] * 100:.1f} | {r['GM'] * 100:.1f} | {r['WM'] * 100:.1f} | "
+              f"**{r['mean'] * 100:.1f}** | {r['vs real']:.2f} |")
+    print(f"audit: nearest-training NCC of the pool {np.median(sims):.3f} median, {sims.max():.3f} max; distinct real "
+          f"people reach {max(audit['reference']):.3f}; {int((sims > max(audit['reference'])).sum())} of "
+          f"{len(sims)} nearer than that")
 
 
 def _ct_items(n: int, seed: int, **kwargs) -> list[dict]:
@@ -477,8 +503,8 @@ def main() -> None:
     parser.add_argument("--pairs-model", help="label-conditioned model (e.g. brain-labels) for the '+ pairs' rows")
     parser.add_argument("--det-steps", type=int, default=200, help="detector training steps")
     parser.add_argument("--det-train", type=int, default=4, help="training CT phantoms (1 real lesion each)")
-    parser.add_argument("--model", help="label-conditioned GAN model folder (configs/brain3mm_gan_labels.yaml) "
-                        "for the train-on-synthetic, test-on-real table")
+    parser.add_argument("--model", help="label-conditioned model (e.g. brain-labels) for the train-on-synthetic, "
+                        "test-on-real table")
     parser.add_argument("--lesion-model", help="label-conditioned CT diffusion model folder or 'ct-lesions' "
                         "(configs/ct_rflow_labels.yaml): label rendering, inpainted-lesion rows")
     parser.add_argument("--det-rows", nargs="+", choices=DET_ROWS, default=list(DET_ROWS),
@@ -488,8 +514,7 @@ def main() -> None:
     parser.add_argument("--per-label", type=int, default=4, help="synthetic pairs per real label map")
     args = parser.parse_args()
     if args.only == "tstr" and not args.model:
-        parser.error("--only tstr needs --model (a label-conditioned GAN, e.g. after "
-                     "'medgen train configs/brain3mm_gan_labels.yaml')")
+        parser.error("--only tstr needs --model (a label-conditioned model, e.g. brain-labels)")
     torch.set_num_threads(1)
     if args.quick:
         args.steps, args.seeds, args.cases, args.det_steps = 40, [0], 6, 40
