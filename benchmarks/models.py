@@ -167,7 +167,8 @@ def main() -> None:
     p.add_argument("--sample-steps", type=int, default=None, help="diffusion sampling steps (default: the model's)")
     p.add_argument("--num", type=int, default=16, help="samples per seed = held-out subjects per set")
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="sampling seeds")
-    p.add_argument("--seg-steps", type=int, default=300, help="training steps of the realism segmenter")
+    p.add_argument("--seg-steps", type=int, default=1500,
+                   help="training steps of the realism segmenter (Dice on real set A: 0.745 at 300, 0.789 at 1500)")
     p.add_argument("--runs", type=Path, default=Path("/tmp/medgen_bench_models"))
     p.add_argument("--json", type=Path, default=ROOT / "benchmarks" / "results" / "models.json")
     p.add_argument("--cards", action="store_true",
@@ -273,6 +274,9 @@ def write_cards(result: dict, json_path: Path) -> None:
             "samples_nearer_than_real": row["samples_nearer_than_real"],
             "sampling_seconds_per_volume": round(row["sampling_seconds_per_volume"], 2),
         }
+        if "label_dice" in row:
+            card["metrics"]["label_dice"] = round(row["label_dice"], 3)
+            card["metrics"]["label_dice_segmenter_on_real"] = round(result["segmenter_dice_on_real_a"], 3)
         card["metrics_source"] = (f"`{result['command']}` ({where}, commit {result['commit'][:8]}): "
                                   f"{result['num']} samples per seed, seeds {result['seeds']}, against held-out "
                                   f"simulated subjects on {result['device']}")

@@ -33,7 +33,7 @@ _DEMO_NETS = {
 _STEP_SHARE = {"vae": 0.5, "gan": 1.0, "rflow": 0.5}
 
 
-SHIPPED_BRAIN_GENERATORS = ("brain-vae", "brain-rflow", "brain-labels")
+SHIPPED_BRAIN_GENERATORS = ("brain-vae", "brain-rflow", "brain-ldm", "brain-labels")
 
 
 def demo_shipped(out: Path, *, overwrite: bool = False, sample_steps: int | None = None) -> dict[str, Path]:

@@ -19,8 +19,8 @@ from medgen.models.task_network import load_task_network, write_task_network
 
 TASKS = {"ct-lesions": "synthesis", "denoiser3d": "denoise", "superres2d": "superres", "superres2d-gan": "superres",
          "features_ssl3d": "features", "brain-vae": "synthesis", "brain-rflow": "synthesis",
-         "brain-labels": "synthesis"}
-BRAIN_GENERATORS = ["brain-vae", "brain-rflow"]
+         "brain-ldm": "synthesis", "brain-labels": "synthesis"}
+BRAIN_GENERATORS = ["brain-vae", "brain-rflow", "brain-ldm"]
 
 
 def _unit(block: torch.Tensor) -> torch.Tensor:
@@ -67,7 +67,7 @@ def test_shipped_brain_generators_draw_a_whole_3mm_head_in_the_cohorts_space(nam
     from medgen.synthesize import synthesize
 
     model = medgen.load_model(name)
-    a, b = synthesize(model, 2, seed=3, **({"steps": 4} if model.config.family == "diffusion" else {}))
+    a, b = synthesize(model, 2, seed=3, **({"steps": 4} if model.config.family in ("diffusion", "ldm") else {}))
     assert a.shape[1:] == (64, 80, 64) and a.meta["synthetic"] is True and torch.isfinite(a).all()
     real = torch.as_tensor(fit(brain_cohort(1, resolution=3, seed=11)[0]["image"], [64, 80, 64])).float()
 
