@@ -216,7 +216,8 @@ def convergence(steps_list: list[int], seeds: list[int], kind: str = "monai") ->
                                                 "mean_dice_per_seed": curve})
 
 
-def tstr(model: str, steps: int, seeds: list[int], n_real: int, per_label: int) -> None:
+def tstr(model: str, steps: int, seeds: list[int], n_real: int, per_label: int, strength: float = 0.5,
+         json_name: str = "augment_tstr.json") -> None:
     """Train on synthetic, test on real, with the memorisation audit of the synthetic pool.
 
     The real subjects are cohort-0 subjects 8.. (the shipped ``brain-labels`` trained on cohort-0
@@ -229,7 +230,7 @@ def tstr(model: str, steps: int, seeds: list[int], n_real: int, per_label: int) 
     real_train = brain_cohort(8 + n_real, resolution=3, seed=0, contrast="t1")[8:]
     real_test = brain_cohort(3, resolution=3, seed=200, contrast="t1")
     t0 = time.time()
-    synthetic = synthetic_pairs(model, real_train, per_item=per_label, seed=0, strength=0.5)
+    synthetic = synthetic_pairs(model, real_train, per_item=per_label, seed=0, strength=strength)
     print(f"  rendered {len(synthetic)} synthetic pairs: {time.time() - t0:.0f} s", flush=True)
     seen = [s["image"].as_tensor().float() for s in brain_cohort(168, resolution=3, seed=0, contrast="t1")[8:]]
     audit = memorisation_audit([s["image"].as_tensor().float() for s in synthetic], seen,
@@ -248,8 +249,8 @@ def tstr(model: str, steps: int, seeds: list[int], n_real: int, per_label: int) 
             **{c: float(np.mean([r[i][c] for r in runs])) for c in ("CSF", "GM", "WM", "mean", "vs real")},
             "per_seed": {str(seed): {c: float(r[i][c]) for c in ("CSF", "GM", "WM", "mean")}
                          for seed, r in zip(seeds, runs)}}
-    write_results("augment_tstr.json", {
-        "model": model, "steps": steps, "seeds": seeds, "per_label": per_label,
+    write_results(json_name, {
+        "model": model, "steps": steps, "seeds": seeds, "per_label": per_label, "deformation_strength": strength,
         "real_train": f"{n_real} T1 subjects the generator trained on (cohort seed 0, subjects 8-{7 + n_real})",
         "real_test": "3 T1 subjects, cohort seed 200", "rows": rows,
         "audit": {"method": audit["method"], "pool": len(synthetic), "generator_training_subjects": len(seen),
@@ -512,6 +513,9 @@ def main() -> None:
     parser.add_argument("--inpaint-steps", type=int, default=None, help="sampler steps for inpainted lesions")
     parser.add_argument("--real", type=int, default=3, help="real labelled subjects for the TSTR table")
     parser.add_argument("--per-label", type=int, default=4, help="synthetic pairs per real label map")
+    parser.add_argument("--pair-strength", type=float, default=0.5,
+                        help="TSTR: deformation strength of the label maps the pool is rendered from (1: cohort-like)")
+    parser.add_argument("--tstr-json", default="augment_tstr.json", help="TSTR results file name")
     args = parser.parse_args()
     if args.only == "tstr" and not args.model:
         parser.error("--only tstr needs --model (a label-conditioned model, e.g. brain-labels)")
@@ -525,7 +529,7 @@ def main() -> None:
     if args.only == "convergence":
         convergence(args.curve, args.seeds)
     if args.only in (None, "tstr") and args.model:
-        tstr(args.model, args.steps, args.seeds, args.real, args.per_label)
+        tstr(args.model, args.steps, args.seeds, args.real, args.per_label, args.pair_strength, args.tstr_json)
     if args.only in (None, "lesions"):
         if args.lesion_model:
             label_rendering(args.lesion_model)
