@@ -17,8 +17,8 @@ SAVE_EVERY = 16
 @app.command()
 def synthesize(
     model_dir: Path = typer.Argument(..., help="Model folder written by medgen train (RUN/model), or a "
-                                     "shipped model's name: brain-rflow, brain-vae, brain-labels (with --condition), "
-                                     "ct-lesions (medgen models)."),
+                                     "shipped model's name: brain-rflow, brain-ldm, brain-vae, brain-labels "
+                                     "(with --condition), ct-lesions (medgen models)."),
     num: int = typer.Option(1, "--num", min=1, help="Number of volumes."),
     out: Path = typer.Option(..., "--out", help="Output folder for sample_XXX.nii.gz (or the pool folder)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the first sample (sample i uses seed + i)."),
