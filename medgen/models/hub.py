@@ -7,7 +7,9 @@ A model folder holds::
     normalization.json   how data units map to the model's [-1, 1] and back (HU window, percentiles)
     reference.json       affine (voxel → RAS mm), spacing, data shape and modality of the training data
     model_card.md        data, steps, metrics: what the model is and how it was made
-    vae.safetensors, vae_config.yaml   latent diffusion only: the autoencoder of its latents
+    vae.safetensors, vae_config.yaml   latent diffusion only: the autoencoder of its latents (a shipped
+                         folder may leave them out when ``model.vae_path`` names a shipped VAE, which
+                         is then loaded from its own folder instead of a second copy)
 
 Weights are safetensors only; nothing is unpickled.
 
@@ -154,16 +156,20 @@ def load_model(path: str | Path, device: torch.device | str = "cpu") -> Generati
     # compared with the config through the safetensors header, so a bad folder costs no memory.
     cfg = read_model_config(folder / "config.yaml")
     vae = vae_cfg = None
+    vae_files = (folder / "vae_config.yaml", folder / "vae.safetensors")
     if cfg.family == "ldm":
-        vae_cfg = read_model_config(folder / "vae_config.yaml")
-    networks = [("config.yaml", cfg, vae_cfg)] + ([("vae_config.yaml", vae_cfg, None)] if vae_cfg else [])
-    for name, net_cfg, latent_of in networks:
+        if not vae_files[0].is_file() and str(cfg.vae_path) in shipped_models():  # shipped: no second copy
+            shipped_vae = SHIPPED_DIR / str(cfg.vae_path)
+            vae_files = (shipped_vae / "config.yaml", shipped_vae / "model.safetensors")
+        vae_cfg = read_model_config(vae_files[0])
+    networks = [(folder / "config.yaml", cfg, vae_cfg)] + ([(vae_files[0], vae_cfg, None)] if vae_cfg else [])
+    for config_path, net_cfg, latent_of in networks:
         try:
             check_network(net_cfg, latent_of)
         except ConfigError as err:
-            raise ConfigError(f"{folder / name}: {err}") from None
+            raise ConfigError(f"{config_path}: {err}") from None
     if vae_cfg is not None:
-        vae = load_weights(VAE(vae_cfg), folder / "vae.safetensors", "vae_config.yaml").eval()
+        vae = load_weights(VAE(vae_cfg), vae_files[1], vae_files[0].name).eval()
     norm_path, ref_path = folder / "normalization.json", folder / "reference.json"
     try:
         normalization = from_dict(Normalization, read_json(norm_path))

@@ -156,3 +156,10 @@ def test_a_broken_config_fails_with_one_line_naming_the_file(tmp_path):
         with pytest.raises(DataError, match=problem) as err:
             load_task_network(folder)
         assert "\n" not in str(err.value)
+
+
+def test_shipped_latent_diffusion_decodes_with_the_shipped_vae_not_a_second_copy():
+    ldm, vae = medgen.load_model("brain-ldm"), medgen.load_model("brain-vae")
+    assert not (ldm.path / "vae.safetensors").exists()  # model.vae_path: brain-vae
+    theirs = vae.network.state_dict()
+    assert all(torch.equal(v, theirs[k]) for k, v in ldm.vae.state_dict().items())
