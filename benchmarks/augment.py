@@ -227,12 +227,13 @@ def tstr(model: str, steps: int, seeds: list[int], n_real: int, per_label: int, 
     """
     from medgen.evaluate.privacy import memorisation_audit
 
-    real_train = brain_cohort(8 + n_real, resolution=3, seed=0, contrast="t1")[8:]
+    cohort = brain_cohort(168, resolution=3, seed=0, contrast="t1")  # subject i is the same for any length
+    real_train = cohort[8:8 + n_real]
     real_test = brain_cohort(3, resolution=3, seed=200, contrast="t1")
     t0 = time.time()
     synthetic = synthetic_pairs(model, real_train, per_item=per_label, seed=0, strength=strength)
     print(f"  rendered {len(synthetic)} synthetic pairs: {time.time() - t0:.0f} s", flush=True)
-    seen = [s["image"].as_tensor().float() for s in brain_cohort(168, resolution=3, seed=0, contrast="t1")[8:]]
+    seen = [s["image"].as_tensor().float() for s in cohort[8:]]
     audit = memorisation_audit([s["image"].as_tensor().float() for s in synthetic], seen,
                                holdout=[s["image"].as_tensor().float() for s in real_test])
     sims = np.array([r["similarity"] for r in audit["rows"]])

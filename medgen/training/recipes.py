@@ -64,15 +64,15 @@ class Adversarial:
         self.hinge = name == "hinge"
 
     def discriminator(self, real: torch.Tensor, fake: torch.Tensor) -> torch.Tensor:
+        real, fake = real.float(), fake.float()
         if self.hinge:
-            return 0.5 * (F.relu(1 - real.float()).mean() + F.relu(1 + fake.float()).mean())
-        return 0.5 * (F.binary_cross_entropy_with_logits(real.float(), torch.ones_like(real.float()))
-                      + F.binary_cross_entropy_with_logits(fake.float(), torch.zeros_like(fake.float())))
+            return 0.5 * (F.relu(1 - real).mean() + F.relu(1 + fake).mean())
+        return 0.5 * (F.binary_cross_entropy_with_logits(real, torch.ones_like(real))
+                      + F.binary_cross_entropy_with_logits(fake, torch.zeros_like(fake)))
 
     def generator(self, fake: torch.Tensor) -> torch.Tensor:
-        if self.hinge:
-            return -fake.float().mean()
-        return F.binary_cross_entropy_with_logits(fake.float(), torch.ones_like(fake.float()))
+        fake = fake.float()
+        return -fake.mean() if self.hinge else F.binary_cross_entropy_with_logits(fake, torch.ones_like(fake))
 
 
 def _vae_recipe(cfg: RunConfig) -> Recipe:
